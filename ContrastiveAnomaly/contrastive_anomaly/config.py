@@ -1,0 +1,278 @@
+"""Typed settings: the single source of truth for every number the method uses.
+
+A model folder stores one :class:`ModelConfig` as ``config.json`` next to its weights, so a checkpoint always
+carries the grid, the intensity normalisation, the architecture and the inference/post-processing settings it was
+trained and calibrated with.
+
+Conventions used throughout the package:
+
+* Volumes on the model grid are numpy/torch arrays in **KJI** order ``(slices, rows, cols)``, i.e. the order
+  ``SimpleITK.GetArrayFromImage`` returns. Axial slices are ``array[k]``.
+* Image intensities on the model grid are in ``[0, 1]`` (percentile-normalised inside the brain).
+* Diffusion time indices are **0-based** (``k = 0 … T-1``). The paper's test levels t = 250, 500, 750 are the
+  indices 249, 499, 749 (METHOD.md §5).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Contrast = Literal["T1", "T2", "FLAIR", "PD"]
+Precision = Literal["auto", "bf16", "fp32"]
+
+
+@dataclass
+class GridConfig:
+    """The model's voxel grid (METHOD.md §2).
+
+    ``crop_shape_1mm`` is the crop/pad applied at 1 mm in the atlas space (IJK order, voxels) and ``shape`` the
+    final grid after resampling to ``spacing_mm`` (IJK order, voxels). The axial axis is K.
+    """
+
+    template: str = "icbm152_2009a"
+    crop_shape_1mm: tuple[int, int, int] = (192, 192, 100)
+    spacing_mm: float = 2.0
+    shape: tuple[int, int, int] = (96, 96, 50)
+    crop_center_offset_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    @property
+    def slice_shape(self) -> tuple[int, int]:
+        """(rows, cols) of one axial slice, i.e. (J, I)."""
+        return (self.shape[1], self.shape[0])
+
+
+@dataclass
+class IntensityConfig:
+    """Intensity steps applied inside the brain mask before the model sees a volume (METHOD.md §2)."""
+
+    lower_percentile: float = 1.0
+    upper_percentile: float = 99.0
+    curvature_flow_iterations: int = 3
+    curvature_flow_time_step: float = 0.125
+    n4_bias_correction: bool = True
+    n4_shrink_factor: int = 4
+    n4_iterations: tuple[int, ...] = (50, 50, 30)
+
+
+@dataclass
+class EncoderConfig:
+    """Stage 1: the 1-channel ResNet condition encoder and its self-supervised objective (METHOD.md §3, §4.1).
+
+    ``block``/``layers``/``widths`` are passed to MONAI's ``ResNet``. The embedding used by the contrastive loss is
+    the globally averaged last feature map (``widths[-1] * expansion`` channels), ℓ2-normalised; the diffusion
+    stage adds a fresh ``Linear(features, condition_dim)`` on top.
+    """
+
+    block: Literal["basic", "bottleneck"] = "bottleneck"
+    layers: tuple[int, int, int, int] = (3, 4, 6, 3)
+    widths: tuple[int, int, int, int] = (64, 128, 256, 512)
+    conv1_stride: int = 2
+    condition_dim: int = 128
+    decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
+    mask_grid: int = 3
+    mask_ratio: float = 0.65
+    temperature: float = 0.07
+    epsilon: float = 0.5
+    mim_weight: float = 1.0
+    contrastive_weight: float = 1.0
+    second_view: Literal["dense", "masked"] = "dense"
+
+
+@dataclass
+class UNetConfig:
+    """Stage 2 denoiser: MONAI ``DiffusionModelUNet`` arguments plus how the condition enters (METHOD.md §4.2–4.3).
+
+    ``conditioning``: ``"concat"`` (the paper: [e_t; e_c] reaches every residual block), ``"add"`` (e_t + e_c) or
+    ``"none"`` (the unconditioned DDPM baseline).
+    """
+
+    channels: tuple[int, ...] = (128, 256, 256)
+    attention_levels: tuple[bool, ...] = (False, False, False)
+    num_res_blocks: int = 3
+    num_head_channels: int = 64
+    norm_num_groups: int = 32
+    resblock_updown: bool = True
+    conditioning: Literal["concat", "add", "none"] = "concat"
+
+
+@dataclass
+class NoiseConfig:
+    """Forward-process noise (METHOD.md §4.5). ``kind="simplex"`` is the method; ``"gaussian"`` is an ablation."""
+
+    kind: Literal["simplex", "gaussian"] = "simplex"
+    octaves: int = 6
+    persistence: float = 0.8
+    feature_size: float = 64.0
+    shared_across_batch: bool = True
+
+
+@dataclass
+class DiffusionConfig:
+    """The diffusion process (METHOD.md §4.4)."""
+
+    num_timesteps: int = 1000
+    schedule: Literal["cosine"] = "cosine"
+    cosine_s: float = 0.008
+    max_beta: float = 0.999
+    prediction: Literal["x0"] = "x0"
+    loss: Literal["l1", "l2"] = "l1"
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+
+
+@dataclass
+class InferenceConfig:
+    """How a volume is reconstructed (METHOD.md §5). ``timestep_indices`` are 0-based."""
+
+    timestep_indices: tuple[int, ...] = (249, 499, 749)
+    precision: Precision = "auto"
+    memory_budget_mb: int = 2048
+    skip_empty_slices: bool = True
+    min_brain_pixels: int = 16
+    seed: int = 0
+
+
+@dataclass
+class PostprocessConfig:
+    """Residual-map post-processing and the calibrated threshold (METHOD.md §6).
+
+    ``threshold`` is in residual units (intensity in [0, 1]); ``None`` until calibrated. Components with at most
+    ``max_removed_component_voxels`` voxels are removed.
+    """
+
+    erosion_iterations: int = 3
+    median_size: int = 5
+    max_removed_component_voxels: int = 7
+    connectivity: Literal[6, 18, 26] = 26
+    threshold: float | None = None
+    threshold_rule: Literal["dice", "fpr", "default"] = "default"
+    target_fpr: float = 0.01
+    default_threshold: float = 0.1
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings for one stage (METHOD.md §9)."""
+
+    batch_size: int = 32
+    steps: int = 14400
+    learning_rate: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    validate_every: int = 200
+    log_every: int = 10
+    seed: int = 3141
+    mixed_precision: bool = True
+    encoder_mode: Literal["finetune", "frozen"] = "finetune"
+    intensity_augmentation: bool = True
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild, run and interpret a trained model."""
+
+    name: str = "paper"
+    contrast: Contrast = "T2"
+    grid: GridConfig = field(default_factory=GridConfig)
+    intensity: IntensityConfig = field(default_factory=IntensityConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    encoder_training: TrainConfig = field(
+        default_factory=lambda: TrainConfig(betas=(0.9, 0.95), weight_decay=0.05, intensity_augmentation=False)
+    )
+    diffusion_training: TrainConfig = field(default_factory=TrainConfig)
+    training_data: dict[str, Any] = field(default_factory=dict)
+    code_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        return _from_dict(cls, data)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelConfig:
+        return cls.from_dict(json.loads(text))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelConfig:
+        return cls.from_json(Path(path).read_text())
+
+
+def _from_dict(cls: type, data: dict[str, Any]) -> Any:
+    """Rebuild a (nested) dataclass from plain JSON data; unknown keys raise ``ValueError``."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} settings: {sorted(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            kwargs[name] = _from_dict(hint, value)
+        elif typing.get_origin(hint) is tuple and isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def paper_config() -> ModelConfig:
+    """The paper's sizes: ResNet-50 encoder, UNet 128·(1,2,2), 3 residual blocks, attention in the middle only."""
+    return ModelConfig(name="paper", contrast="T2")
+
+
+def compact_config() -> ModelConfig:
+    """A CPU-sized model: ResNet-18-like encoder at half width and a UNet 32·(1,2,2) with 2 residual blocks."""
+    return ModelConfig(
+        name="compact",
+        contrast="T1",
+        encoder=EncoderConfig(
+            block="basic", layers=(2, 2, 2, 2), widths=(32, 64, 128, 256), decoder_channels=(128, 64, 32, 16, 16)
+        ),
+        unet=UNetConfig(channels=(32, 64, 64), num_res_blocks=2, num_head_channels=32, norm_num_groups=16),
+    )
+
+
+def tiny_config() -> ModelConfig:
+    """A model that trains in seconds on a CPU, for tests and smoke runs. Not meant to be useful clinically."""
+    return ModelConfig(
+        name="tiny",
+        contrast="T1",
+        encoder=EncoderConfig(
+            block="basic", layers=(1, 1, 1, 1), widths=(8, 16, 32, 64), condition_dim=32, decoder_channels=(32, 16, 8)
+        ),
+        unet=UNetConfig(channels=(16, 32, 32), num_res_blocks=1, num_head_channels=16, norm_num_groups=8),
+        encoder_training=TrainConfig(
+            batch_size=8, steps=30, learning_rate=1e-3, betas=(0.9, 0.95), weight_decay=0.05, validate_every=10,
+            mixed_precision=False, intensity_augmentation=False,
+        ),
+        diffusion_training=TrainConfig(batch_size=8, steps=30, learning_rate=1e-3, validate_every=10,
+                                       mixed_precision=False),
+    )
+
+
+PRESETS = {"paper": paper_config, "compact": compact_config, "tiny": tiny_config}
+
+
+def preset(name: str) -> ModelConfig:
+    """Return a fresh copy of a named preset (``paper``, ``compact`` or ``tiny``)."""
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise ValueError(f"unknown model preset {name!r}; choose one of {sorted(PRESETS)}") from None
