@@ -172,6 +172,44 @@ class TrainConfig:
 
 
 @dataclass
+class PreprocessConfig:
+    """From a clinical scan to the model grid and back (issue 3; docs/PREPROCESSING.md).
+
+    Registration runs on a copy of the scan resampled to ``registration_spacing_mm`` (isotropic, mm); the pyramid
+    ``shrink_factors``/``smoothing_sigmas_mm`` apply on top of that copy. Mutual information is Mattes with
+    ``mi_bins`` histogram bins on a ``sampling_fraction`` random sample (fixed ``seed``). QC thresholds are on the
+    final Mattes metric value (negative; closer to 0 = weaker alignment), the brain-mask volume (mL) and the Dice
+    between the warped brain mask and the template brain mask.
+    """
+
+    registration_spacing_mm: float = 2.0
+    mi_bins: int = 32
+    sampling_fraction: float = 0.15
+    seed: int = 1234
+    shrink_factors: tuple[int, ...] = (4, 2, 1)
+    smoothing_sigmas_mm: tuple[float, ...] = (4.0, 2.0, 1.0)
+    iterations: tuple[int, ...] = (100, 60, 30)
+    learning_rate: float = 1.0
+    min_step: float = 1e-3
+    deformable_brain_extraction: bool = False
+    deformable_mesh_size: int = 4
+    deformable_iterations: int = 30
+    mask_closing_radius_mm: float = 4.0
+    crop_margin_mm: float = 10.0
+    qc_metric_warn: float = -0.35
+    qc_metric_fail: float = -0.15
+    qc_min_brain_ml: float = 800.0
+    qc_max_brain_ml: float = 2200.0
+    qc_template_dice_warn: float = 0.85
+    qc_template_dice_fail: float = 0.6
+    max_slice_thickness_mm: float = 8.0
+    min_extent_mm: float = 100.0
+    ct_air_threshold: float = -500.0
+    ct_air_fraction: float = 0.02
+    working_bytes_per_voxel: int = 40
+
+
+@dataclass
 class ModelConfig:
     """Everything needed to rebuild, run and interpret a trained model."""
 
@@ -184,6 +222,7 @@ class ModelConfig:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     encoder_training: TrainConfig = field(
         default_factory=lambda: TrainConfig(betas=(0.9, 0.95), weight_decay=0.05, intensity_augmentation=False)
     )
