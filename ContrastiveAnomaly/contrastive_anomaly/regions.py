@@ -95,6 +95,7 @@ def find_regions(
 
     ``score_kji`` gives the peak (max) and mean score of each region; it must have the mask's shape.
     """
+    _direction_matrix(direction_lps)  # validate the geometry even when there is nothing to report
     mask = np.asarray(mask_kji) > 0
     scores = np.asarray(score_kji, dtype=np.float64)
     if scores.shape != mask.shape:
