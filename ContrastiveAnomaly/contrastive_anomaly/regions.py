@@ -103,12 +103,19 @@ def find_regions(
     labels, count = label_regions(mask, connectivity)
     if count == 0:
         return []
-    index = np.arange(1, count + 1)
-    voxel_counts = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    peaks = np.asarray(ndimage.maximum(scores, labels, index), dtype=np.float64)
-    means = np.asarray(ndimage.mean(scores, labels, index), dtype=np.float64)
-    centroids_kji = np.asarray(ndimage.center_of_mass(mask, labels, index), dtype=np.float64).reshape(count, 3)
+    # Statistics from the foreground voxels only (scipy's labelled maximum sorts the whole volume, ~15x slower).
+    foreground_kji = np.nonzero(labels)
+    slot = labels[foreground_kji] - 1  # 0-based region index of each foreground voxel
+    fg_scores = scores[foreground_kji]
+    voxel_counts = np.bincount(slot, minlength=count)
+    peaks = np.full(count, -np.inf)
+    np.maximum.at(peaks, slot, fg_scores)
+    means = np.bincount(slot, weights=fg_scores, minlength=count) / voxel_counts
+    centroids_kji = np.stack(
+        [np.bincount(slot, weights=axis, minlength=count) / voxel_counts for axis in foreground_kji], axis=1
+    )
     centroids_ijk = centroids_kji[:, ::-1]
+    index = np.arange(1, count + 1)
     centroids_lps = index_to_lps(centroids_ijk, spacing_ijk_mm, origin_lps_mm, direction_lps)
     centroids_ras = centroids_lps * LPS_TO_RAS
     ml_per_voxel = voxel_volume_ml(spacing_ijk_mm)
