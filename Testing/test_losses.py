@@ -105,3 +105,14 @@ def test_masked_patch_mse_is_a_mean_over_patches_not_pixels() -> None:
     reconstruction[1, 0, 0:5, 0:5] = 1.0
     visible[1] = 1.0  # image 1 fully visible: its error is ignored and its cells are not counted
     assert masked_patch_mse(reconstruction, target, visible, grid=2).item() == pytest.approx(4.0 / 4, rel=1e-6)
+
+
+def test_eps_infonce_is_computed_in_fp32_under_autocast() -> None:
+    generator = torch.Generator().manual_seed(11)
+    z_a = F.normalize(torch.randn(8, 16, generator=generator), dim=1)
+    z_b = F.normalize(z_a + 0.05 * torch.randn(8, 16, generator=generator), dim=1)
+    expected = eps_infonce(z_a, z_b).item()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = eps_infonce(z_a.bfloat16(), z_b.bfloat16())
+    assert value.dtype == torch.float32
+    assert value.item() == pytest.approx(expected, abs=2e-2)  # only the bf16 rounding of the inputs remains

@@ -35,8 +35,12 @@ def eps_infonce(z_a: Tensor, z_b: Tensor, temperature: float = 0.07, epsilon: fl
     """
     if z_a.shape != z_b.shape or z_a.dim() != 2:
         raise ValueError(f"views must both be [B, D], got {tuple(z_a.shape)} and {tuple(z_b.shape)}")
-    batch = z_a.shape[0]
-    z = torch.cat([z_a, z_b], dim=0).float()
+    with torch.autocast(device_type=z_a.device.type, enabled=False):  # similarities / 0.07 need fp32
+        return _eps_infonce_fp32(torch.cat([z_a, z_b], dim=0).float(), z_a.shape[0], temperature, epsilon)
+
+
+def _eps_infonce_fp32(z: Tensor, batch: int, temperature: float, epsilon: float) -> Tensor:
+    """ε-InfoNCE on the stacked views z = [z_a; z_b] ([2B, D] float32); see :func:`eps_infonce`."""
     logits = z @ z.T / temperature
     logits = logits - logits.max(dim=1, keepdim=True).values.detach()
     n = 2 * batch

@@ -49,14 +49,14 @@ class AnomalyDiffusionModel(nn.Module):
 
     def predict_x0(self, x01: Tensor, k: Tensor, noise: Tensor, condition: Tensor | None = None) -> Tensor:
         """One-step reconstruction (METHOD.md §5 step 2): noise ``x01`` [B, 1, H, W] ∈ [0, 1] to 0-based level ``k``
-        [B] with ``noise`` ([B or 1, 1, H, W]) and return x̂0 [B, 1, H, W] in the [0, 1] scale, not clamped.
+        [B] with ``noise`` ([B or 1, 1, H, W]) and return x̂0 [B, 1, H, W] float32 in the [0, 1] scale, not clamped.
 
         ``condition`` ([B, condition_dim]) is computed from ``x01`` when omitted, so callers that reconstruct several
         levels can compute it once with :meth:`condition` and pass it in."""
         if condition is None:
             condition = self.condition(x01)
         x_k = self.schedule.q_sample(to_network_scale(x01), k, noise).to(x01.dtype)
-        return from_network_scale(self.unet(x_k, k, condition))
+        return from_network_scale(self.unet(x_k, k, condition).float())
 
     def training_loss(self, x01: Tensor, k: Tensor, noise: Tensor) -> Tensor:
         """Stage-2 objective: mean L1 (or L2 per ``cfg.diffusion.loss``) between the UNet's x0 prediction and 2x − 1,

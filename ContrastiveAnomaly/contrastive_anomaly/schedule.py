@@ -30,7 +30,10 @@ def cosine_alphas_cumprod(num_timesteps: int, s: float, max_beta: float) -> Tens
 
 class CosineSchedule(nn.Module):
     """Forward-process noise levels as float32 buffers of shape (T,): ``alphas_cumprod``, ``sqrt_alphas_cumprod``,
-    ``sqrt_one_minus_alphas_cumprod``."""
+    ``sqrt_one_minus_alphas_cumprod``.
+
+    The buffers follow the module across devices but are not saved in state dicts: they are rebuilt from the
+    :class:`DiffusionConfig` stored with every model, the single source of truth."""
 
     alphas_cumprod: Tensor
     sqrt_alphas_cumprod: Tensor
@@ -42,9 +45,9 @@ class CosineSchedule(nn.Module):
             raise ValueError(f"unsupported noise schedule {cfg.schedule!r}; only 'cosine' is implemented")
         self.num_timesteps = int(cfg.num_timesteps)
         alphas_cumprod = cosine_alphas_cumprod(self.num_timesteps, cfg.cosine_s, cfg.max_beta)
-        self.register_buffer("alphas_cumprod", alphas_cumprod.float())
-        self.register_buffer("sqrt_alphas_cumprod", alphas_cumprod.sqrt().float())
-        self.register_buffer("sqrt_one_minus_alphas_cumprod", (1.0 - alphas_cumprod).sqrt().float())
+        self.register_buffer("alphas_cumprod", alphas_cumprod.float(), persistent=False)
+        self.register_buffer("sqrt_alphas_cumprod", alphas_cumprod.sqrt().float(), persistent=False)
+        self.register_buffer("sqrt_one_minus_alphas_cumprod", (1.0 - alphas_cumprod).sqrt().float(), persistent=False)
 
     def q_sample(self, x0_scaled: Tensor, k: Tensor, noise: Tensor) -> Tensor:
         """Noise a clean batch to level k: x_k = √ᾱ_k · x0 + √(1 − ᾱ_k) · noise.
