@@ -11,6 +11,7 @@ from contrastive_anomaly.postprocess import (
     effective_threshold,
     erode_brain_mask,
     filter_map,
+    postprocess_residual,
     remove_small_components,
     residual_map,
 )
@@ -129,6 +130,19 @@ def test_raising_the_threshold_never_adds_voxels():
 def test_effective_threshold_prefers_the_calibrated_value():
     assert effective_threshold(PostprocessConfig(default_threshold=0.1)) == 0.1
     assert effective_threshold(PostprocessConfig(threshold=0.07, default_threshold=0.1)) == 0.07
+
+
+def test_postprocess_residual_chains_filter_and_binarize():
+    residual = np.zeros((6, 12, 12), dtype=np.float32)
+    residual[1:5, 3:8, 3:8] = 0.3  # 4*5*5 = 100 voxels; the 3^3 median shaves its edges and corners
+    brain = np.ones(residual.shape, dtype=bool)
+    cfg = PostprocessConfig(erosion_iterations=1, median_size=3, default_threshold=0.1)
+    filtered, mask = postprocess_residual(residual, brain, cfg)
+    np.testing.assert_array_equal(filtered, filter_map(residual, brain, cfg))
+    np.testing.assert_array_equal(mask, binarize(filtered, 0.1, cfg))
+    assert 0 < mask.sum() <= 100
+    _, nothing = postprocess_residual(residual, brain, cfg, threshold=0.3)  # nothing is strictly above 0.3
+    assert not nothing.any()
 
 
 # ---------------------------------------------------------------- rule A

@@ -113,3 +113,15 @@ def binarize(filtered_kji: np.ndarray, threshold: float, cfg: PostprocessConfig)
 def effective_threshold(cfg: PostprocessConfig) -> float:
     """The threshold to apply (intensity units): the calibrated ``cfg.threshold``, else ``cfg.default_threshold``."""
     return float(cfg.threshold) if cfg.threshold is not None else float(cfg.default_threshold)
+
+
+def postprocess_residual(
+    residual_kji: np.ndarray, brain_mask_kji: np.ndarray, cfg: PostprocessConfig, threshold: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The whole of METHOD.md §6 in one call: ``(filtered map float32, anomaly mask bool)``, both KJI.
+
+    ``threshold`` (intensity units) defaults to :func:`effective_threshold` of ``cfg``.
+    """
+    filtered = filter_map(residual_kji, brain_mask_kji, cfg)
+    chosen = effective_threshold(cfg) if threshold is None else float(threshold)
+    return filtered, binarize(filtered, chosen, cfg)
