@@ -13,11 +13,16 @@ is deliberately not a dependency) ``opensimplex.noise2array`` evaluates every po
 ≈ 350 ms per 96 × 96 field, far too slow for a training loop that needs a fresh field every step. The functions
 below evaluate the same algorithm (same seed → permutation table, same 8 gradients, same four lattice
 contributions per point, same floating-point operation order) with numpy array operations over thousands of points
-at a time, which reproduces ``opensimplex`` to the last bit and costs a few milliseconds per field.
+at a time, which reproduces ``opensimplex`` to the last bit. The seed-independent part (which lattice vertices touch
+which pixel, and their weights) is cached per grid size, so a fresh 96 × 96 field costs ≈ 1.5 ms
+(benchmarks/bench_noise.py).
 The test suite checks the equality against the installed ``opensimplex``.
 """
 
 from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -70,6 +75,8 @@ _VERTEX_SQUISH = (_VERTEX_I_FLOAT + _VERTEX_J_FLOAT) * _SQUISH_2D
 # below glibc's 128 KiB mmap threshold, so they are recycled instead of freshly page-faulted. Measured on a 96 x 96
 # x 6-octave field: ≈ 3x faster than one 55 k-point pass (chunks of 4096 already cross the threshold).
 _CHUNK_POINTS = 2048
+# Grid sizes whose seed-independent geometry simplex_field keeps (≈ 9 MB each for 96 x 96 x 6 octaves).
+_CACHED_FIELD_GEOMETRIES = 4
 
 
 def _wrap_int64(value: int) -> int:
@@ -96,6 +103,77 @@ def permutation_table(seed: int) -> np.ndarray:
     return perm
 
 
+@dataclass(frozen=True)
+class SimplexGeometry:
+    """The seed-independent part of 2D OpenSimplex noise at a fixed set of points (coordinates in noise units).
+
+    Every point gets four lattice vertices, in the order opensimplex adds their contributions. All arrays have shape
+    (4 vertices, N points); ``shape`` is the shape of the point array they were flattened from. Computing this once
+    per grid lets :func:`simplex_field` draw new fields for the same grid at the cost of the seed-dependent part only.
+    """
+
+    lattice_x: np.ndarray  # intp: the vertex's lattice x coordinate & 0xFF (opensimplex's hash input)
+    lattice_y: np.ndarray  # intp: the vertex's lattice y coordinate & 0xFF
+    dx: np.ndarray  # float64: point minus vertex, x, in input space
+    dy: np.ndarray  # float64: point minus vertex, y, in input space
+    falloff: np.ndarray  # float64: max(2 - dx² - dy², 0)⁴, the vertex's weight (0 outside its radius of influence)
+    shape: tuple[int, ...]
+
+
+def simplex_geometry(x: np.ndarray | float, y: np.ndarray | float) -> SimplexGeometry:
+    """The four contributing lattice vertices of every point (x, y), element-wise over the broadcast of x and y."""
+    x, y = np.broadcast_arrays(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+    x_flat, y_flat = x.ravel(), y.ravel()
+    parts = [_geometry_chunk(x_flat[s : s + _CHUNK_POINTS], y_flat[s : s + _CHUNK_POINTS])
+             for s in range(0, x_flat.size, _CHUNK_POINTS)]
+    if not parts:
+        parts = [_geometry_chunk(x_flat, y_flat)]
+    arrays = [np.concatenate([part[index] for part in parts], axis=1) for index in range(5)]
+    for array in arrays:
+        array.flags.writeable = False  # geometries are cached and shared
+    return SimplexGeometry(*arrays, shape=x.shape)
+
+
+def _geometry_chunk(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
+    """:func:`simplex_geometry` for 1D float64 arrays of equal length: the seed-independent steps of opensimplex's
+    ``_noise2``, with its if/else branches evaluated by masks. Returns the five (4, N) arrays of SimplexGeometry."""
+    # Skew the point onto the rhombus lattice and find the rhombus (two triangles) that contains it.
+    stretch_offset = (x + y) * _STRETCH_2D
+    xs = x + stretch_offset
+    ys = y + stretch_offset
+    xsb = np.floor(xs)
+    ysb = np.floor(ys)
+    squish_offset = (xsb + ysb) * _SQUISH_2D
+    dx0 = x - (xsb + squish_offset)  # position relative to the rhombus origin, in input space
+    dy0 = y - (ysb + squish_offset)
+    xins = xs - xsb  # position inside the rhombus, in lattice space
+    yins = ys - ysb
+    in_sum = xins + yins
+
+    # opensimplex's branches, as a case number 0..7 that selects the point's vertex set (see _vertex_cases).
+    lower = in_sum <= 1  # inside the triangle at (0, 0); otherwise inside the triangle at (1, 1)
+    origin_is_close = np.where(
+        lower,
+        ((1 - in_sum) > xins) | ((1 - in_sum) > yins),
+        ((2 - in_sum) < xins) | ((2 - in_sum) < yins),
+    )
+    case = 4 * lower + 2 * origin_is_close + (xins > yins)
+
+    # Displacement from each vertex in input space. opensimplex writes it as dx0 - i - (i + j) * SQUISH with
+    # literal constants; with i, j and i + j small integers this general form gives the same float64 results.
+    squish = np.take(_VERTEX_SQUISH, case, axis=1)
+    dx = (dx0 - np.take(_VERTEX_I_FLOAT, case, axis=1)) - squish
+    dy = (dy0 - np.take(_VERTEX_J_FLOAT, case, axis=1)) - squish
+    # 2 - |d|^2 is > 0 inside the vertex's radius of influence; clamping it to 0 outside gives the zero
+    # contribution opensimplex gets by skipping the vertex. opensimplex squares twice: keep that order.
+    falloff = np.maximum(2 - dx * dx - dy * dy, 0.0)
+    falloff *= falloff
+    falloff *= falloff
+    lattice_x = (xsb.astype(np.intp) + np.take(_VERTEX_I, case, axis=1)) & 0xFF
+    lattice_y = (ysb.astype(np.intp) + np.take(_VERTEX_J, case, axis=1)) & 0xFF
+    return lattice_x, lattice_y, dx, dy, falloff
+
+
 class OpenSimplex2D:
     """Vectorised 2D OpenSimplex noise, identical to ``opensimplex`` 0.4.5.1 seeded with the same ``seed``.
 
@@ -117,8 +195,7 @@ class OpenSimplex2D:
 
         Equals ``opensimplex.noise2(x[i], y[i])`` for every element.
         """
-        x, y = np.broadcast_arrays(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
-        return self._noise2_flat(x.ravel(), y.ravel()).reshape(x.shape)
+        return self.evaluate(simplex_geometry(x, y))
 
     def noise2array(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Noise on the grid spanned by 1D coordinate arrays: shape (y.size, x.size), element [j, i] = S(x[i], y[j]).
@@ -129,62 +206,37 @@ class OpenSimplex2D:
         y = np.asarray(y, dtype=np.float64).ravel()
         return self.noise2(x[np.newaxis, :], y[:, np.newaxis])
 
-    def _noise2_flat(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """Noise for 1D float64 arrays ``x``, ``y`` of equal length, evaluated in cache-sized chunks."""
-        value = np.empty(x.shape, dtype=np.float64)
-        for start in range(0, x.size, _CHUNK_POINTS):
+    def evaluate(self, geometry: SimplexGeometry) -> np.ndarray:
+        """Noise at the points a geometry describes, float64 of ``geometry.shape``: the seed-dependent steps."""
+        value = np.empty(geometry.dx.shape[1], dtype=np.float64)
+        for start in range(0, value.size, _CHUNK_POINTS):
             chunk = slice(start, start + _CHUNK_POINTS)
-            value[chunk] = self._noise2_chunk(x[chunk], y[chunk])
-        return value
+            # The lattice hash: gradient row = perm[(perm[x & 0xFF] + y) & 0xFF] & 0x0E, tabulated per seed.
+            inner_hash = np.take(self.perm, geometry.lattice_x[:, chunk])
+            inner_hash += geometry.lattice_y[:, chunk]
+            inner_hash &= 0xFF
+            contribution = np.take(self._gradient_x, inner_hash)
+            contribution *= geometry.dx[:, chunk]
+            contribution += np.take(self._gradient_y, inner_hash) * geometry.dy[:, chunk]
+            contribution *= geometry.falloff[:, chunk]
+            # Sum in opensimplex's order (float addition is not associative; this keeps the result bit-exact).
+            part = value[chunk]
+            np.add(contribution[0], contribution[1], out=part)
+            part += contribution[2]
+            part += contribution[3]
+        value /= _NORM_2D
+        return value.reshape(geometry.shape)
 
-    def _noise2_chunk(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """The vectorised form of opensimplex's ``_noise2`` for 1D float64 arrays ``x``, ``y`` of equal length."""
-        # Skew the point onto the rhombus lattice and find the rhombus (two triangles) that contains it.
-        stretch_offset = (x + y) * _STRETCH_2D
-        xs = x + stretch_offset
-        ys = y + stretch_offset
-        xsb = np.floor(xs)
-        ysb = np.floor(ys)
-        squish_offset = (xsb + ysb) * _SQUISH_2D
-        dx0 = x - (xsb + squish_offset)  # position relative to the rhombus origin, in input space
-        dy0 = y - (ysb + squish_offset)
-        xins = xs - xsb  # position inside the rhombus, in lattice space
-        yins = ys - ysb
-        in_sum = xins + yins
 
-        # opensimplex's if/else branches, as a case number 0..7 that selects the vertex set in _VERTEX_CASES.
-        lower = in_sum <= 1  # inside the triangle at (0, 0); otherwise inside the triangle at (1, 1)
-        origin_is_close = np.where(
-            lower,
-            ((1 - in_sum) > xins) | ((1 - in_sum) > yins),
-            ((2 - in_sum) < xins) | ((2 - in_sum) < yins),
-        )
-        case = 4 * lower + 2 * origin_is_close + (xins > yins)
-        offset_i = np.take(_VERTEX_I, case, axis=1)  # (4, N): the points' four vertices, in summation order
-        offset_j = np.take(_VERTEX_J, case, axis=1)
-
-        # Displacement from each vertex in input space. opensimplex writes it as dx0 - i - (i + j) * SQUISH with
-        # literal constants; with i, j and i + j small integers this general form gives the same float64 results.
-        squish = np.take(_VERTEX_SQUISH, case, axis=1)
-        dx = (dx0 - np.take(_VERTEX_I_FLOAT, case, axis=1)) - squish
-        dy = (dy0 - np.take(_VERTEX_J_FLOAT, case, axis=1)) - squish
-        # 2 - |d|^2 is > 0 inside the vertex's radius of influence; clamping it to 0 outside gives the zero
-        # contribution opensimplex gets by skipping the vertex.
-        attenuation = np.maximum(2 - dx * dx - dy * dy, 0.0)
-        attenuation *= attenuation
-
-        # The lattice hash: gradient row = perm[(perm[x & 0xFF] + y) & 0xFF] & 0x0E, tabulated per seed.
-        lattice_x = xsb.astype(np.intp) + offset_i
-        lattice_y = ysb.astype(np.intp) + offset_j
-        inner_hash = (np.take(self.perm, lattice_x & 0xFF) + lattice_y) & 0xFF
-        extrapolation = np.take(self._gradient_x, inner_hash) * dx + np.take(self._gradient_y, inner_hash) * dy
-        contribution = attenuation * attenuation * extrapolation
-
-        # Sum in opensimplex's order (float addition is not associative; this keeps the result bit-exact).
-        value = contribution[0] + contribution[1]
-        value += contribution[2]
-        value += contribution[3]
-        return value / _NORM_2D
+@functools.lru_cache(maxsize=_CACHED_FIELD_GEOMETRIES)
+def _field_geometry(height: int, width: int, octaves: int, feature_size: float) -> SimplexGeometry:
+    """Geometry of all octaves of a (height, width) pixel grid; its noise has shape (octaves, height, width)."""
+    cols = np.arange(width, dtype=np.float64)
+    rows = np.arange(height, dtype=np.float64)
+    frequencies = [feature_size / 2**octave for octave in range(octaves)]
+    x = np.stack([np.broadcast_to(cols[np.newaxis, :] / f, (height, width)) for f in frequencies])
+    y = np.stack([np.broadcast_to(rows[:, np.newaxis] / f, (height, width)) for f in frequencies])
+    return simplex_geometry(x, y)
 
 
 def simplex_field(
@@ -196,19 +248,13 @@ def simplex_field(
     row and ``x`` the column index, and ``S`` opensimplex's 2D noise seeded with ``seed``. For the same seed this is
     bit-identical (before the float32 cast) to summing ``opensimplex.noise2array(arange(width) / f_o,
     arange(height) / f_o)`` over the octaves, halving ``f`` and multiplying the amplitude by ``persistence`` each time.
+    The seed-independent geometry of the grid is cached, so repeated fields of one size are cheaper than the first.
     """
     if height < 1 or width < 1:
         raise ValueError(f"simplex noise needs a positive field size, got {height} x {width}")
     if octaves < 1 or feature_size <= 0:
         raise ValueError(f"simplex noise needs octaves >= 1 and feature_size > 0, got {octaves} and {feature_size}")
-    generator = OpenSimplex2D(seed)
-    cols = np.arange(width, dtype=np.float64)
-    rows = np.arange(height, dtype=np.float64)
-    # All octaves in one vectorised call: numpy's per-operation overhead dominates at 96 × 96.
-    frequencies = [feature_size / 2**octave for octave in range(octaves)]
-    x = np.stack([np.broadcast_to(cols[np.newaxis, :] / f, (height, width)) for f in frequencies])
-    y = np.stack([np.broadcast_to(rows[:, np.newaxis] / f, (height, width)) for f in frequencies])
-    octave_noise = generator.noise2(x, y)  # (octaves, height, width)
+    octave_noise = OpenSimplex2D(seed).evaluate(_field_geometry(height, width, octaves, float(feature_size)))
     field = np.zeros((height, width), dtype=np.float64)
     amplitude = 1.0
     for octave in range(octaves):
