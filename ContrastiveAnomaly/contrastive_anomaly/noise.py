@@ -128,7 +128,7 @@ def simplex_geometry(x: np.ndarray | float, y: np.ndarray | float) -> SimplexGeo
              for s in range(0, x_flat.size, _CHUNK_POINTS)]
     if not parts:
         parts = [_geometry_chunk(x_flat, y_flat)]
-    arrays = [np.concatenate([part[index] for part in parts], axis=1) for index in range(5)]
+    arrays = [np.concatenate([part[index] for part in parts], axis=1) for index in range(len(parts[0]))]
     for array in arrays:
         array.flags.writeable = False  # geometries are cached and shared
     return SimplexGeometry(*arrays, shape=x.shape)
