@@ -44,6 +44,17 @@ LICENCES = {
 }
 
 # The MNI ICBM152 2009 copyright notice as distributed with the MNI templates (not contained in the nilearn wheel).
+ROLES = (
+    ("mni152nlin6asym_res-02_T1w.nii.gz", "head template for brain extraction",
+     "nimare `tpl-MNI152NLin6Asym_res-02_T1w`, unchanged"),
+    ("mni152nlin6asym_res-02_desc-brain_mask.nii.gz", "its brain mask",
+     "nimare `..._res-02_desc-brain_mask`, unchanged"),
+    ("icbm152_2009a_T1_2mm.nii.gz", "model-space registration target (skull-stripped T1)",
+     "nilearn ICBM152 2009a sym T1, 2x2x2 block mean, uint8"),
+    ("icbm152_2009a_brain_mask_1mm.nii.gz", "defines the model-grid crop (1 mm)", "ICBM152 2009a T1 > 0"),
+    ("icbm152_2009a_brain_mask_2mm.nii.gz", "QC overlap reference", "1 mm mask, 2x2x2 block mean >= 0.5"),
+)
+
 ICBM_NOTICE = """\
 ICBM 152 Nonlinear atlases version 2009 (mni_icbm152_nlin_sym_09a)
 
@@ -101,18 +112,13 @@ def write_readme(out: Path, sources: dict[str, str]) -> None:
     rows = "\n".join(f"| `{p.name}` | {p.stat().st_size} | `{md5(p)}` |" for p in sorted(out.iterdir())
                      if p.name != "README.md")
     src_rows = "\n".join(f"| `{member}` | `{digest}` |" for member, digest in sorted(sources.items()))
-    (out / "README.md").write_text(f"""# Shipped templates (built by `tools/extract_templates.py`; nothing is fetched at run time)
+    roles = "\n".join(f"| `{name}` | {role} | {how} |" for name, role, how in ROLES)
+    (out / "README.md").write_text(f"""# Shipped templates (tools/extract_templates.py; nothing is fetched at run time)
 
 Sources: the PyPI wheels `nimare==0.22.1` (MIT) and `nilearn==0.14.1` (BSD-3-Clause), downloaded with
 `pip download --no-deps --only-binary=:all: --python-version 3.11` and unpacked (no install).
 
-| file | role | derivation |
-|---|---|---|
-| `mni152nlin6asym_res-02_T1w.nii.gz` | head template for brain extraction | nimare `tpl-MNI152NLin6Asym_res-02_T1w`, unchanged |
-| `mni152nlin6asym_res-02_desc-brain_mask.nii.gz` | its brain mask | nimare `..._res-02_desc-brain_mask`, unchanged |
-| `icbm152_2009a_T1_2mm.nii.gz` | model-space registration target (skull-stripped T1) | nilearn ICBM152 2009a sym T1, 2x2x2 block mean, uint8 |
-| `icbm152_2009a_brain_mask_1mm.nii.gz` | defines the model grid crop (1 mm) | ICBM152 2009a T1 > 0 |
-| `icbm152_2009a_brain_mask_2mm.nii.gz` | QC overlap reference | 1 mm mask, 2x2x2 block mean >= 0.5 |
+{roles}
 
 Licences: `LICENSE-FSL.txt` (MNI152NLin6Asym is the FSL MNI152 template; the FSL licence, shipped in the nimare
 wheel as `nimare/resources/atlases/Harvard-Oxford-LICENSE`, is **non-commercial**), `LICENSE-MNI-ICBM152-2009.txt`

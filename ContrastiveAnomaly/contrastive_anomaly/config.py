@@ -182,18 +182,18 @@ class PreprocessConfig:
     between the warped brain mask and the template brain mask.
     """
 
-    registration_spacing_mm: float = 2.0
+    registration_spacing_mm: float = 3.0
     mi_bins: int = 32
-    sampling_fraction: float = 0.15
+    sampling_fraction: float = 0.05
     seed: int = 1234
     shrink_factors: tuple[int, ...] = (4, 2, 1)
     smoothing_sigmas_mm: tuple[float, ...] = (4.0, 2.0, 1.0)
-    iterations: tuple[int, ...] = (100, 60, 30)
+    iterations: tuple[int, ...] = (60, 40, 20)
     learning_rate: float = 1.0
     min_step: float = 1e-3
     deformable_brain_extraction: bool = False
     deformable_mesh_size: int = 4
-    deformable_iterations: int = 30
+    deformable_iterations: int = 15
     mask_closing_radius_mm: float = 4.0
     crop_margin_mm: float = 10.0
     qc_metric_warn: float = -0.35
