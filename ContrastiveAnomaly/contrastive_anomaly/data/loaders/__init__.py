@@ -1,0 +1,1 @@
+"""Loaders for real datasets a user already has (DATA.md §7); nothing is downloaded."""
