@@ -198,6 +198,7 @@ class PreprocessConfig:
     crop_margin_mm: float = 10.0
     qc_metric_warn: float = -0.35
     qc_metric_fail: float = -0.15
+    qc_head_metric_fail: float = -0.42
     qc_min_brain_ml: float = 800.0
     qc_max_brain_ml: float = 2200.0
     qc_template_dice_warn: float = 0.85

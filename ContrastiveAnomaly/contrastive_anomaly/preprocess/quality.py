@@ -19,9 +19,9 @@ from . import registration
 
 def check_head_alignment(metric: float, cfg: PreprocessConfig) -> None:
     """Raise when the head template could not be aligned to the scan at all (noise, a knee, a phantom object)."""
-    if metric > cfg.qc_metric_fail:
-        raise RegistrationError(f"the brain template could not be aligned to this image (mutual information "
-                                f"{metric:.2f} > {cfg.qc_metric_fail:.2f}); it does not look like a head MRI")
+    if metric > cfg.qc_head_metric_fail:
+        raise RegistrationError(f"the head template could not be aligned to this image (mutual information "
+                                f"{metric:.2f} > {cfg.qc_head_metric_fail:.2f}); it does not look like a head MRI")
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
