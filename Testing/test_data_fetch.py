@@ -13,7 +13,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from contrastive_anomaly.data import fetch as fetch_module
 from contrastive_anomaly.data.corpus import CORPUS_FILES, PACKAGES, SUBJECTS, CorpusFile, Package
 from contrastive_anomaly.data.fetch import (
