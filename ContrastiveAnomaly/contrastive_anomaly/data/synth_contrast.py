@@ -141,7 +141,7 @@ def save_synthetic(result: SyntheticContrast, path: Path, reference: sitk.Image)
     """Write the image (geometry of ``reference``, LPS) with its label in the NIfTI description and a JSON sidecar."""
     path = Path(path)
     image = image_from_array(result.image_kji, reference)
-    image.SetMetaData("descrip", result.label)
+    image.SetMetaData("ITK_FileNotes", result.label)  # ITK writes this key into the NIfTI descrip field
     write_image_atomic(image, path)
     sidecar = path.with_name(path.name.removesuffix(".gz").removesuffix(".nii") + ".json")
     sidecar.write_text(json.dumps(result.metadata(), indent=2, sort_keys=True) + "\n")
