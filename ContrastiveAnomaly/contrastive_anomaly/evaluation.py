@@ -1,0 +1,81 @@
+"""Threshold calibration and evaluation of a trained model on model-grid subjects (METHOD.md §6–7, D4).
+
+Rule A: the threshold with the best pooled Dice on *labelled validation* subjects. Rule B: the threshold whose
+voxel false-positive rate on *healthy validation* subjects equals ``target_fpr``. Thresholds are never tuned on the
+test subjects. Metrics follow METHOD.md §7: Dice after threshold and component filter; AUPRC and AUROC on the
+filtered continuous map over all voxels (background included).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import ModelConfig
+from .metrics import evaluate_volumes, false_positive_volume_ml, lesion_detection, merge_lesion_detection
+from .model import AnomalyDiffusionModel
+from .postprocess import binarize, effective_threshold
+from .progress import ProgressReporter
+from .scoring import VolumeScore, score_volume
+from .thresholds import best_dice_threshold, fpr_thresholds
+from .volumes import Subject
+
+
+def score_subjects(model: AnomalyDiffusionModel, cfg: ModelConfig, subjects: list[Subject], device: torch.device,
+                   progress: ProgressReporter | None = None, fast: bool = False) -> list[VolumeScore]:
+    """Score every subject (reconstruction and filtered map); returns one :class:`VolumeScore` per subject."""
+    progress = progress or ProgressReporter("none")
+    return [score_volume(model, cfg, s.image, s.brain_mask, device, progress, fast=fast) for s in subjects]
+
+
+def calibrate_fpr_threshold(model: AnomalyDiffusionModel, cfg: ModelConfig, healthy: list[Subject],
+                            device: torch.device, target_fpr: float | None = None) -> float:
+    """Rule B threshold from healthy validation subjects (inside their brain masks)."""
+    rate = cfg.postprocess.target_fpr if target_fpr is None else target_fpr
+    scores = score_subjects(model, cfg, healthy, device)
+    return fpr_thresholds([s.filtered for s in scores], [s.brain_mask for s in healthy], [rate])[rate]
+
+
+def evaluate_model(model: AnomalyDiffusionModel, cfg: ModelConfig, test: list[Subject], device: torch.device,
+                   labelled_val: list[Subject] | None = None, healthy_val: list[Subject] | None = None,
+                   target_fprs: tuple[float, ...] = (0.01, 0.05), healthy_test: list[Subject] | None = None,
+                   progress: ProgressReporter | None = None, fast: bool = False) -> dict[str, Any]:
+    """Metrics on labelled ``test`` subjects for every available threshold rule.
+
+    Returns ``{"thresholds": {rule: value}, "rules": {rule: {"per_volume", "mean", "pooled", "detection",
+    "healthy_fp_ml"}}, "seconds_per_volume": float}``. Rule names: ``dice`` (rule A, needs ``labelled_val``),
+    ``fpr@<rate>`` (rule B, needs ``healthy_val``), and ``model`` (the model's own calibrated threshold).
+    """
+    if any(s.label is None for s in test):
+        raise ValueError("every test subject needs a label")
+    progress = progress or ProgressReporter("none")
+    thresholds: dict[str, float] = {"model": effective_threshold(cfg.postprocess)}
+    if labelled_val:
+        val_scores = score_subjects(model, cfg, labelled_val, device, fast=fast)
+        thresholds["dice"] = best_dice_threshold([s.filtered for s in val_scores],
+                                                 [s.label for s in labelled_val], cfg.postprocess)
+    if healthy_val:
+        healthy_scores = score_subjects(model, cfg, healthy_val, device, fast=fast)
+        rates = fpr_thresholds([s.filtered for s in healthy_scores], [s.brain_mask for s in healthy_val],
+                               list(target_fprs))
+        thresholds.update({f"fpr@{rate:g}": value for rate, value in rates.items()})
+    started = time.perf_counter()
+    test_scores = score_subjects(model, cfg, test, device, progress, fast=fast)
+    seconds_per_volume = (time.perf_counter() - started) / max(len(test), 1)
+    healthy_test_scores = score_subjects(model, cfg, healthy_test, device, fast=fast) if healthy_test else []
+    rules: dict[str, Any] = {}
+    for rule, threshold in thresholds.items():
+        masks = [binarize(s.filtered, threshold, cfg.postprocess) for s in test_scores]
+        report = evaluate_volumes([s.filtered for s in test_scores], masks, [s.label for s in test])
+        report["detection"] = merge_lesion_detection([lesion_detection(m, s.label, s.spacing_mm)
+                                                      for m, s in zip(masks, test, strict=True)])
+        report["healthy_fp_ml"] = [false_positive_volume_ml(binarize(h.filtered, threshold, cfg.postprocess),
+                                                            subject.spacing_mm)
+                                   for h, subject in zip(healthy_test_scores, healthy_test or [], strict=True)]
+        rules[rule] = report
+    return {"thresholds": thresholds, "rules": rules, "seconds_per_volume": seconds_per_volume,
+            "healthy_reconstruction_error": [float(np.mean(np.abs(s.image - h.reconstruction)))
+                                             for s, h in zip(healthy_test or [], healthy_test_scores, strict=True)]}
