@@ -113,7 +113,8 @@ def load_cddpm_split(data_dir: Path, split: str, modality: str = "t2", check_fil
     raises :class:`InputError` naming it.
     """
     root = data_root(data_dir)
-    rows = _read_rows(root / "splits" / f"{split.removesuffix('.csv')}.csv")
+    split = split.removesuffix(".csv")
+    rows = _read_rows(root / "splits" / f"{split}.csv")
     dataset = split.split("_")[0]
     keep = ixi_available(root, modality) if dataset.upper() == "IXI" else None
     records = []
