@@ -318,10 +318,9 @@ class ContrastiveAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         if self._parameterNode is None:
             return
         entry = self._models.get(self.ui.modelComboBox.itemData(index)) if index >= 0 else None
-        with slicer.util.NodeModify(self._parameterNode):
-            self._parameterNode.modelName = entry.name if entry else ""
-            if entry is not None and entry.contrast in CONTRASTS:
-                self._parameterNode.contrast = entry.contrast
+        self._parameterNode.modelName = entry.name if entry else ""
+        if entry is not None and entry.contrast in CONTRASTS:
+            self._parameterNode.contrast = entry.contrast
 
     # --- run / cancel --------------------------------------------------------------------------------------------
 
@@ -655,12 +654,11 @@ class ContrastiveAnomalyLogic(ScriptedLoadableModuleLogic):
         threshold = result.threshold
         if threshold is None:
             threshold = model_registry.calibrated_threshold(run.modelFolder) or params.threshold
-        with slicer.util.NodeModify(params):
-            params.anomalyMap = anomalyMap
-            params.reconstruction = reconstruction
-            params.segmentation = segmentation
-            params.calibratedThreshold = float(threshold)
-            params.threshold = float(threshold)
+        params.anomalyMap = anomalyMap
+        params.reconstruction = reconstruction
+        params.segmentation = segmentation
+        params.calibratedThreshold = float(threshold)
+        params.threshold = float(threshold)
         slicer_bridge.style_anomaly_map(scene, anomalyMap, params.threshold)
         self.updateSegment(params)
 

@@ -3,7 +3,8 @@
 This proves that the .ui parses, that the names the module uses exist and that the parameter bindings survive
 loading; it does not prove CTK/MRML behaviour or Slicer's PythonQt runtime (SLICER.md §5.3-5.4).
 
-``python Testing/test_slicer_ui.py`` regenerates the committed screenshot Resources/Screenshots/ContrastiveAnomaly_panel.png.
+``python Testing/test_slicer_ui.py`` regenerates the committed screenshot
+Resources/Screenshots/ContrastiveAnomaly_panel.png.
 """
 
 from __future__ import annotations
