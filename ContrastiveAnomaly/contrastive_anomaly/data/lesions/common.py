@@ -5,8 +5,9 @@ coordinates used here are mm along the array axes from the array origin (not LPS
 taken to be I (columns), as on the atlas-aligned model grid; the midline is the brain mask's centroid along it.
 
 **Mask rule.** A generator builds a blending weight ``alpha`` in [0, 1] (an erf edge on a signed distance) and a
-target intensity, and paints ``new = (1 - alpha) * old + alpha * target``. Weights below ``min_alpha`` and voxels
-outside the brain are not painted. The mask is exactly the set of voxels whose value the paint changed
+target intensity (WM median + unit·change, see :func:`intensity_scale`), and paints
+``new = (1 - alpha) * old + alpha * target``. Weights below ``min_alpha`` and voxels outside the brain are not
+painted. The mask is exactly the set of voxels whose value the paint changed
 (``new != old``); a voxel already equal to its target is therefore not in the mask.
 For mass effect (tumour) and the shape-only control the image is also displaced, which moves voxels outside the
 mask: the mask marks the lesion (tumour) or the deformation support (shape control), not every moved voxel; the
@@ -31,6 +32,8 @@ from ...io import write_image_atomic
 
 HYPERINTENSE_CONTRASTS = ("T2", "FLAIR", "PD")
 LR_AXIS = 2  # I (columns) is left-right on the atlas-aligned model grid
+MIN_CLASS_VOXELS = 10
+NOISE_CLIP_SD = 2.0
 
 
 @dataclass
@@ -41,6 +44,9 @@ class LesionConfig:
     min_alpha: float = 0.1
     texture_fraction: float = 0.03  # multiplicative Gaussian texture of painted lesion intensities
     wm_reference_probability: float = 0.9
+    # expected raw CSF/WM intensity ratio per contrast (midpoints of DATA.md §5; T1 from typical T1 images)
+    csf_wm_ratio: dict[str, float] = field(default_factory=lambda: {"T1": 0.225, "T2": 3.0, "PD": 1.45,
+                                                                     "FLAIR": 0.2})
     # MS-like
     ms_count: tuple[int, int] = (5, 15)
     ms_volume_ml: tuple[float, float] = (0.03, 1.5)
@@ -162,9 +168,12 @@ def erf_alpha(signed_mm: np.ndarray, edge_mm: float, min_alpha: float) -> np.nda
 
 def paint(image: np.ndarray, alpha: np.ndarray, target: np.ndarray | float, brain: np.ndarray
           ) -> tuple[np.ndarray, np.ndarray]:
-    """Blend ``target`` into ``image`` with weight ``alpha`` inside the brain; returns (new image, exact mask)."""
+    """Blend ``target`` into ``image`` with weight ``alpha`` inside the brain; returns (new image, exact mask).
+
+    The target is clipped to [0, 1], the intensity range of the model grid.
+    """
     weight = np.where(brain, alpha, 0.0).astype(np.float32)
-    new = ((1.0 - weight) * image + weight * target).astype(np.float32)
+    new = ((1.0 - weight) * image + weight * np.clip(target, 0.0, 1.0)).astype(np.float32)
     new = np.where(weight > 0, new, image).astype(np.float32)
     return new, (new != image).astype(np.uint8)
 
@@ -175,11 +184,25 @@ def relative_change(contrast: str, hyper: tuple[float, float], t1: tuple[float, 
     return float(rng.uniform(*(hyper if contrast in HYPERINTENSE_CONTRASTS else t1)))
 
 
-def wm_reference(image: np.ndarray, brain: np.ndarray, tissue: np.ndarray, probability: float) -> float:
-    """Median intensity of confident white matter (WM probability > ``probability``); brain median as fallback."""
-    wm = (tissue[2] > probability) & brain
-    values = image[wm] if wm.sum() >= 10 else image[brain]
-    return float(np.median(values))
+def intensity_scale(image: np.ndarray, brain: np.ndarray, tissue: np.ndarray, contrast: str, cfg: LesionConfig
+                    ) -> tuple[float, float]:
+    """(WM median, intensity of one "raw WM unit") of a percentile-normalised image.
+
+    DATA.md states lesion contrasts relative to the WM median of the raw image. After percentile normalisation
+    the raw zero is no longer at 0 (on T2, WM sits near the bottom of [0, 1]), so a relative change ``c`` is
+    painted as ``WM + unit·c``, where ``unit`` is the normalised size of the raw WM intensity. It is estimated from
+    the WM and CSF medians and the expected raw CSF/WM ratio of the contrast (``cfg.csf_wm_ratio``): with
+    raw → normalised ``n = n0 + unit·raw`` and raw WM = 1, CSF = ratio, ``unit = (n_csf − n_wm) / (ratio − 1)``.
+    Falls back to ``unit = WM median`` (raw zero at 0) when too few confident CSF/WM voxels exist or the
+    estimate is not positive.
+    """
+    wm = (tissue[2] > cfg.wm_reference_probability) & brain
+    csf = (tissue[0] > cfg.wm_reference_probability) & brain
+    wm_median = float(np.median(image[wm] if wm.sum() >= MIN_CLASS_VOXELS else image[brain]))
+    if csf.sum() < MIN_CLASS_VOXELS or wm.sum() < MIN_CLASS_VOXELS:
+        return wm_median, wm_median
+    unit = (float(np.median(image[csf])) - wm_median) / (cfg.csf_wm_ratio[contrast] - 1.0)
+    return wm_median, unit if unit > 0 else wm_median
 
 
 def midline_index(brain: np.ndarray) -> float:
@@ -215,10 +238,10 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
 
 
 def smooth_noise(shape: tuple[int, ...], sigma_vox: float, rng: np.random.Generator) -> np.ndarray:
-    """Gaussian-smoothed white noise rescaled to max |value| = 1 (for boundary perturbations)."""
+    """Gaussian-smoothed white noise with unit standard deviation, clipped at ±2 (for boundary perturbations)."""
     noise = ndimage.gaussian_filter(rng.normal(size=shape).astype(np.float32), sigma=max(sigma_vox, 0.5))
-    peak = float(np.abs(noise).max())
-    return noise / peak if peak > 0 else noise
+    sd = float(noise.std())
+    return np.clip(noise / sd, -NOISE_CLIP_SD, NOISE_CLIP_SD) if sd > 0 else noise
 
 
 def sphere_radius_mm(volume_ml: float) -> float:

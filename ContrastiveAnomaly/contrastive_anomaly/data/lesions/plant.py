@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..synth_contrast import tissue_maps_from_image
-from .common import LesionCase, LesionConfig, paint, voxel_volume_ml, wm_reference
+from .common import LesionCase, LesionConfig, intensity_scale, paint, voxel_volume_ml
 from .controls import intensity_control, shape_control
 from .ms import ms_alpha_and_change
 from .stroke import stroke_alpha_and_change
@@ -29,7 +29,8 @@ def plant_lesion(image_kji: np.ndarray, brain_mask_kji: np.ndarray, kind: str, c
 
     ``contrast`` (T1/T2/FLAIR/PD) sets the sign of the intensity change (hyperintense on T2/FLAIR/PD, hypointense
     on T1). ``tissue``: (CSF, GM, WM) probability maps ``[3, K, J, I]``; when ``None`` they are estimated with a
-    3-class GMM on the image. Intensity lesions are painted relative to the WM median with a small texture. The
+    3-class GMM on the image. Intensity lesions are painted at WM median + unit·change (see
+    :func:`.common.intensity_scale`) with a small texture. The
     same inputs and seed give the same case; ``params`` records the seed and every sampled value.
     """
     if kind not in LESION_KINDS:
@@ -50,7 +51,7 @@ def plant_lesion(image_kji: np.ndarray, brain_mask_kji: np.ndarray, kind: str, c
         tissue = tissue_maps_from_image(image, brain, contrast, seed)
     tissue = np.asarray(tissue, dtype=np.float32)
     rng = np.random.default_rng(seed)
-    wm_ref = wm_reference(image, brain, tissue, cfg.wm_reference_probability)
+    wm_ref, unit = intensity_scale(image, brain, tissue, contrast, cfg)
     background, zones, extra = image, None, {}
 
     if kind == "control_shape":
@@ -59,7 +60,7 @@ def plant_lesion(image_kji: np.ndarray, brain_mask_kji: np.ndarray, kind: str, c
         if kind == "tumour":
             background, brain, tissue, alpha, change, zones, generator_params = tumour_lesion(
                 image, brain, tissue, contrast, spacing, rng, cfg)
-            wm_ref = wm_reference(background, brain, tissue, cfg.wm_reference_probability)
+            wm_ref, unit = intensity_scale(background, brain, tissue, contrast, cfg)
         elif kind == "ms":
             alpha, change, generator_params = ms_alpha_and_change(image, brain, tissue, contrast, spacing, rng, cfg)
         elif kind == "stroke":
@@ -69,13 +70,14 @@ def plant_lesion(image_kji: np.ndarray, brain_mask_kji: np.ndarray, kind: str, c
             alpha, target, generator_params = intensity_control(image, brain, tissue, spacing, rng, cfg, options)
         else:
             texture = 1.0 + cfg.texture_fraction * rng.standard_normal(image.shape).astype(np.float32)
-            target = (wm_ref * (1.0 + change) * texture).astype(np.float32)
+            target = ((wm_ref + unit * change) * texture).astype(np.float32)
         new, mask = paint(background, alpha, target, brain)
         if zones is not None:
             zones = (zones * mask).astype(np.uint8)
 
     params = {"kind": kind, "contrast": contrast, "seed": int(seed), "spacing_mm_kji": list(spacing),
-              "tissue_source": tissue_source, "wm_reference": wm_ref, "mask_voxels": int(mask.sum()),
+              "tissue_source": tissue_source, "wm_reference": wm_ref, "intensity_unit": unit,
+              "mask_voxels": int(mask.sum()),
               "mask_volume_ml": float(mask.sum() * voxel_volume_ml(spacing)), "options": options,
               "generator": generator_params}
     return LesionCase(image_kji=new, mask_kji=mask.astype(np.uint8), params=params, background_kji=background,

@@ -1,10 +1,11 @@
 """Tumour-like lesion: necrotic core, rim and oedema shell, with mass effect (DATA.md §6.2).
 
 Arrays are KJI; ``spacing_mm`` is (K, J, I) in mm. The tumour (core + rim) is an irregular blob of the sampled
-volume; the oedema is a shell of the sampled thickness around it, restricted to non-CSF brain. Mass effect is a
-radial displacement from the tumour centre, ``u(ρ) = A·ρ/R`` inside the tumour radius R and ``A·exp(-(ρ-R)/λ)``
-outside, applied (backward mapping, linear interpolation) to the image, the tissue maps and the brain mask
-before painting, so ventricles and sulci are pushed away. The displaced voxels outside the lesion are not in the
+volume; the oedema is a shell of the sampled thickness around it, restricted to white matter (WM probability
+> 0.5). Mass effect is a radial displacement from the tumour centre, ``u(ρ) = A·ρ/R`` inside the tumour radius R
+and ``A·exp(-(ρ-R)/λ)`` outside, applied (backward mapping, linear interpolation) to the image, the tissue maps
+and the brain mask before painting, so ventricles and sulci are pushed away. The displaced voxels outside the
+lesion are not in the
 mask: the mask marks the lesion only.
 """
 
@@ -75,7 +76,7 @@ def tumour_lesion(image: np.ndarray, brain: np.ndarray, tissue: np.ndarray, cont
     signed = rho - radius * (1.0 + irregularity * shape_noise)  # mm, negative inside the tumour
     core_fraction = float(rng.uniform(*cfg.tumour_core_fraction))
     core_edge = -max(rim_mm, (1.0 - core_fraction ** (1.0 / 3.0)) * radius)
-    oedema_allowed = (tissue_d[0] <= MASK_THRESHOLD) | (signed < 0)
+    oedema_allowed = (tissue_d[2] > MASK_THRESHOLD) | (signed < 0)  # vasogenic oedema spreads in white matter
     alpha = erf_alpha(signed - oedema_mm, cfg.edge_mm, cfg.min_alpha) * oedema_allowed
     zones = np.zeros(image.shape, dtype=np.uint8)
     zones[alpha > 0] = 3
