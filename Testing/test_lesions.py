@@ -29,6 +29,7 @@ def test_intensity_lesion_mask_is_exactly_the_changed_voxels(phantom, kind, cont
     assert np.array_equal(case.background_kji, image)
     assert np.array_equal(case.image_kji != image, case.mask_kji == 1)
     assert not np.any(case.mask_kji[brain == 0])
+    assert case.image_kji.min() >= 0.0 and case.image_kji.max() <= 1.0
     change = float((case.image_kji - image)[case.mask_kji == 1].mean())
     if kind != "control_intensity":
         assert (change < 0) if contrast == "T1" else (change > 0), change
