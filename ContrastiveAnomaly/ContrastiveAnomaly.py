@@ -19,7 +19,6 @@ import qt
 import slicer
 import vtk
 from ContrastiveAnomalyLib import appearance, findings, install, model_registry, process, slicer_bridge, widget_state
-from ContrastiveAnomalyLib.phantom import PHANTOM_SPACING_MM, phantom_brain_kji
 from slicer import vtkMRMLLabelMapVolumeNode, vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 from slicer.i18n import tr as _
 from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
@@ -38,6 +37,8 @@ SETTINGS_PREFIX = "ContrastiveAnomaly/"
 SEGMENT_UPDATE_DEBOUNCE_MS = 300
 POLL_INTERVAL_MS = 100
 CONTRASTS = ["T1", "T2", "FLAIR", "PD"]
+SELF_TEST_SEED = 5
+SELF_TEST_LESION_RADIUS_VOX = 4.0
 DEVICES = ["auto", "cpu", "cuda"]
 
 
@@ -665,14 +666,20 @@ class ContrastiveAnomalyLogic(ScriptedLoadableModuleLogic):
     # --- threshold and findings ---------------------------------------------------------------------------------
 
     def _postprocessSettings(self, params) -> tuple[int, int]:
-        """(max removed component voxels, connectivity) from the model's config, engine defaults otherwise."""
-        from contrastive_anomaly.config import PostprocessConfig
+        """(largest removed component in voxels of the input grid, connectivity), from the model's config.json
+        (the engine's defaults where it says nothing). The engine's limit is in model-grid voxels; it is converted to
+        the same physical volume on the input grid."""
+        from contrastive_anomaly.config import GridConfig, PostprocessConfig
 
         defaults = PostprocessConfig()
         entries = {e.name: e for e in model_registry.list_models(registryPath(), userModelsDir())}
         entry = entries.get(params.modelName)
-        section = model_registry.postprocess_settings(entry.folder) if entry and entry.available else {}
-        return (int(section.get("max_removed_component_voxels", defaults.max_removed_component_voxels)),
+        config = model_registry.read_model_config(entry.folder) if entry and entry.available else {}
+        section = config.get("postprocess", {})
+        spacing = config.get("grid", {}).get("spacing_mm", GridConfig().spacing_mm)
+        maxRemoved = int(section.get("max_removed_component_voxels", defaults.max_removed_component_voxels))
+        nativeVoxelMl = findings.voxel_volume_ml(slicer_bridge.ijk_to_ras(params.anomalyMap))
+        return (findings.native_component_limit(maxRemoved, spacing, nativeVoxelMl),
                 int(section.get("connectivity", defaults.connectivity)))
 
     def currentMask(self, params) -> np.ndarray:
@@ -749,10 +756,18 @@ class ContrastiveAnomalyTest(ScriptedLoadableModuleTest):
         self.test_cancel()
 
     def _phantomVolume(self):
-        image, blob = phantom_brain_kji()
-        ijkToRas = np.diag([-PHANTOM_SPACING_MM[0], -PHANTOM_SPACING_MM[1], PHANTOM_SPACING_MM[2], 1.0])
+        """The engine's synthetic brain on its model grid (2 mm, RAS = -LPS axes) with a bright sphere planted."""
+        from contrastive_anomaly.config import GridConfig
+        from contrastive_anomaly.phantom import make_phantom, plant_sphere_lesion
+
+        grid = GridConfig()
+        subject = make_phantom(grid.shape, seed=SELF_TEST_SEED)
+        image, lesion = plant_sphere_lesion(subject.image, subject.brain_mask, SELF_TEST_LESION_RADIUS_VOX, 1.0,
+                                            seed=SELF_TEST_SEED)
+        spacing = grid.spacing_mm
+        ijkToRas = np.diag([-spacing, -spacing, spacing, 1.0])
         volume = slicer.util.addVolumeFromArray(image, ijkToRas, name="phantom")
-        return volume, blob
+        return volume, lesion
 
     def _model(self):
         models = [m for m in model_registry.list_models(registryPath(), userModelsDir()) if m.available]
@@ -773,7 +788,7 @@ class ContrastiveAnomalyTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Detect on a phantom with the tiny model")
         logic = ContrastiveAnomalyLogic()
         params = logic.getParameterNode()
-        volume, blob = self._phantomVolume()
+        volume, lesion = self._phantomVolume()
         model = self._model()
         params.inputVolume = volume
         params.modelName = model.name
@@ -792,6 +807,11 @@ class ContrastiveAnomalyTest(ScriptedLoadableModuleTest):
         np.testing.assert_allclose(segment.GetColor(), appearance.SEGMENT_COLOR_RGB, atol=1e-6)
         self.assertEqual(params.segmentation.GetNodeReference(
             params.segmentation.GetReferenceImageGeometryReferenceRole()), volume)
+        # The tiny test model is barely trained, so the lesion is not asserted to be found; with a real model,
+        # check the Dice here. The map must at least be highest somewhere and zero outside the head.
+        scores = slicer.util.arrayFromVolume(params.anomalyMap)
+        self.assertGreater(float(scores.max()), 0.0)
+        self.assertTrue(lesion.any())
 
         self.delayDisplay("Raising the threshold never adds voxels")
         counts = []

@@ -135,3 +135,11 @@ def test_summary_and_rows():
     assert len(row) == len(widget_state.FINDINGS_HEADERS)
     assert row[0] == "2"
     assert row[1:] == ["0.50", "0.910", "0.400", "1.0", f"{-2.25:.1f}", "3.0"]
+
+
+def test_component_limit_keeps_the_physical_size():
+    # 7 voxels of 2 mm (56 mm^3) are 56 voxels of 1 mm, 7 voxels of 2 mm, 2 voxels of 3 mm (54 mm^3 <= 56).
+    assert findings.native_component_limit(7, 2.0, 0.001) == 56
+    assert findings.native_component_limit(7, 2.0, 0.008) == 7
+    assert findings.native_component_limit(7, 2.0, 0.027) == 2
+    assert findings.native_component_limit(0, 2.0, 0.001) == 0

@@ -27,7 +27,6 @@ QtWidgets = pytest.importorskip("PySide6.QtWidgets")
 QtUiTools = pytest.importorskip("PySide6.QtUiTools")
 
 from ContrastiveAnomalyLib import findings, widget_state  # noqa: E402
-from ContrastiveAnomalyLib.phantom import phantom_brain_kji  # noqa: E402
 from ContrastiveAnomalyLib.process import ProgressEvent  # noqa: E402
 
 Property = QtCore.Property
@@ -148,9 +147,11 @@ def fill_example_state(panel) -> None:
     child(panel, "progressBar").setValue(percent)
     child(panel, "progressBar").hide()
     child(panel, "statusLabel").setText("Done.")
-    image, blob = phantom_brain_kji()
-    scores = np.where(blob, 0.4, 0.0) + 0.05 * image
-    ijk_to_ras = np.diag([-1.5, -1.2, 1.1, 1.0])
+    scores = np.zeros((50, 96, 96), dtype=np.float32)  # KJI, a 2 mm grid
+    k, j, i = np.ogrid[:50, :96, :96]
+    scores[(k - 30) ** 2 + (j - 40) ** 2 + (i - 60) ** 2 <= 16] = 0.4
+    scores[(k - 12) ** 2 + (j - 70) ** 2 + (i - 30) ** 2 <= 4] = 0.25
+    ijk_to_ras = np.diag([-2.0, -2.0, 2.0, 1.0])
     threshold = 0.15
     child(panel, "thresholdSlider").setProperty("value", threshold)
     mask = findings.anomaly_mask(scores, threshold, 7)

@@ -51,6 +51,15 @@ def voxel_volume_ml(ijk_to_ras: np.ndarray) -> float:
     return float(abs(np.linalg.det(np.asarray(ijk_to_ras, dtype=np.float64)[:3, :3]))) / MM3_PER_ML
 
 
+def native_component_limit(max_removed_model_voxels: int, model_spacing_mm: float, native_voxel_ml: float) -> int:
+    """The engine removes components of at most N voxels on its model grid (``model_spacing_mm`` isotropic); on the
+    scan's own grid the same physical size is ``N * model voxel volume / native voxel volume`` voxels (rounded down)."""
+    if max_removed_model_voxels <= 0 or native_voxel_ml <= 0:
+        return max(int(max_removed_model_voxels), 0)
+    model_voxel_ml = float(model_spacing_mm) ** 3 / MM3_PER_ML
+    return int(np.floor(max_removed_model_voxels * model_voxel_ml / native_voxel_ml + 1e-9))
+
+
 def anomaly_mask(map_kji: np.ndarray, threshold: float, max_removed_component_voxels: int,
                  connectivity: int = 26) -> np.ndarray:
     """Boolean KJI mask ``map > threshold`` without the components of at most ``max_removed_component_voxels``.

@@ -13,13 +13,15 @@ from .process import ProgressEvent
 
 # Human-readable names for the engine's stage names; unknown stages are shown as they come.
 STAGE_LABELS = {
-    "load": "Loading the image",
-    "preprocess": "Preparing the image",
-    "register": "Aligning to the template",
-    "skull_strip": "Finding the brain",
-    "reconstruct": "Reconstructing a healthy-looking brain",
-    "inference": "Reconstructing a healthy-looking brain",
+    "read": "Reading the image",
+    "validate": "Checking the image",
+    "brain_extraction": "Finding the brain",
+    "bias_correction": "Correcting intensity bias",
+    "registration": "Aligning to the template",
+    "normalisation": "Normalising intensities",
+    "model": "Reconstructing a healthy-looking brain",
     "postprocess": "Scoring anomalies",
+    "native_space": "Mapping results onto the scan",
     "write": "Saving results",
 }
 

@@ -1,0 +1,110 @@
+"""The module's data path with the real engine, outside Slicer: MRML volume -> file -> ``detect`` child process
+(JSON lines) -> result volumes back on the input's exact grid -> "Anomaly" segment and findings; and a cancel that
+leaves no output.
+
+Needs slicer-core and a model folder: ``$CONTRASTIVE_ANOMALY_TEST_MODEL`` or the first installed entry of
+``models/registry.json``; skipped otherwise (training even the tiny preset takes over a minute on 2 cores).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("slicer_core", reason="needs PyPI slicer-core")
+pytest.importorskip("contrastive_anomaly.phantom")
+
+import slicer.util  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "ContrastiveAnomaly"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from contrastive_anomaly.config import GridConfig  # noqa: E402
+from contrastive_anomaly.phantom import make_phantom, plant_sphere_lesion  # noqa: E402
+from ContrastiveAnomalyLib import appearance, findings, model_registry, process, slicer_bridge  # noqa: E402
+from test_slicer_bridge import Mrml  # noqa: E402
+
+pytestmark = [pytest.mark.slicer_core, pytest.mark.slow]
+RUN_TIMEOUT_S = 300
+
+
+def test_model_folder() -> Path:
+    configured = os.environ.get("CONTRASTIVE_ANOMALY_TEST_MODEL")
+    if configured:
+        return Path(configured)
+    available = [m for m in model_registry.list_models(REPO / "models" / "registry.json", REPO / ".no-user-models")
+                 if m.available]
+    tiny = [m for m in available if "tiny" in m.name] or available
+    if not tiny:
+        pytest.skip("no model: set CONTRASTIVE_ANOMALY_TEST_MODEL or add one to models/registry.json")
+    return tiny[0].folder
+
+
+test_model_folder.__test__ = False  # a helper, not a test
+
+
+def phantom_input(mrml: Mrml):
+    grid = GridConfig()
+    subject = make_phantom(grid.shape, seed=5)
+    image, _ = plant_sphere_lesion(subject.image, subject.brain_mask, 4.0, 1.0, seed=5)
+    spacing = grid.spacing_mm
+    return mrml.volume(image, "phantom", np.diag([-spacing, -spacing, spacing, 1.0]))
+
+
+def start_detect(mrml: Mrml, tmp_path: Path, model: Path, tracker: process.RunTracker):
+    input_node = phantom_input(mrml)
+    input_path = slicer_bridge.write_volume(mrml.scene, input_node, tmp_path / "input.nrrd")
+    args = process.detect_command(sys.executable, str(input_path), str(tmp_path / "out"), str(model),
+                                  device="cpu", fast=True)
+    runner = process.ChildProcessRunner(on_line=tracker.feed_line, on_finished=tracker.finish, kill_grace_s=2.0)
+    runner.start(args, env=process.child_environment(dict(os.environ), str(REPO / "ContrastiveAnomaly")))
+    return input_node, runner
+
+
+def test_detect_results_land_on_the_input_grid(tmp_path):
+    model = test_model_folder()
+    mrml = Mrml()
+    tracker = process.RunTracker()
+    input_node, runner = start_detect(mrml, tmp_path, model, tracker)
+    assert runner.wait(RUN_TIMEOUT_S)
+    assert tracker.outcome == "succeeded", tracker.error_message()
+    assert tracker.progress is not None and tracker.result.threshold is not None
+    map_node = slicer_bridge.load_result_volume(mrml.scene, tracker.result.outputs["anomaly_map"], "map", input_node)
+    reconstruction = slicer_bridge.load_result_volume(mrml.scene, tracker.result.outputs["reconstruction"], "rec",
+                                                      input_node)
+    for node in (map_node, reconstruction):
+        np.testing.assert_array_equal(slicer_bridge.ijk_to_ras(node), slicer_bridge.ijk_to_ras(input_node))
+    scores = slicer.util.arrayFromVolume(map_node)
+    assert np.isfinite(scores).all() and scores.min() >= 0.0
+    segmentation = slicer_bridge.create_anomaly_segmentation(mrml.scene, input_node, "anomalies")
+    mask = findings.anomaly_mask(scores, tracker.result.threshold, 0)
+    slicer_bridge.set_segment_mask(mrml.scene, mrml.segmentations_logic, segmentation, mask, input_node)
+    segment_voxels = slicer_bridge.segment_mask(mrml.scene, mrml.segmentations_logic, segmentation, input_node)
+    np.testing.assert_array_equal(segment_voxels, mask)
+    rows = findings.find_findings(scores, mask, slicer_bridge.ijk_to_ras(map_node))
+    assert sum(r.voxel_count for r in rows) == int(mask.sum())
+    assert segmentation.GetSegmentation().GetSegment(appearance.SEGMENT_ID).GetName() == appearance.SEGMENT_NAME
+
+
+def test_cancel_leaves_no_output(tmp_path):
+    model = test_model_folder()
+    mrml = Mrml()
+    tracker = process.RunTracker()
+    _, runner = start_detect(mrml, tmp_path, model, tracker)
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while tracker.progress is None and runner.poll() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    tracker.cancelled = True
+    runner.cancel()
+    assert runner.wait(30)
+    assert tracker.outcome == "cancelled"
+    out = tmp_path / "out"
+    leftovers = [p.name for p in out.iterdir()] if out.exists() else []
+    assert tracker.returncode != 0, "the run finished before the cancel reached it"
+    assert leftovers == [], f"half result left behind: {leftovers}"
