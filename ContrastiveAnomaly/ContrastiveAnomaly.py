@@ -108,9 +108,9 @@ class ContrastiveAnomalyParameterNode:
 class ConsoleProcessLauncher:
     """Slicer 5.12+: ``slicer.util.launchConsoleProcess(blocking=False)``; cancel needs psutil to find the tree."""
 
-    def start(self, args, env, onLine, onFinished):
-        proc = slicer.util.launchConsoleProcess(args, updateEnvironment=env, blocking=False, logCallback=onLine,
-                                                completedCallback=onFinished)
+    def start(self, args, env, cwd, onLine, onFinished):
+        proc = slicer.util.launchConsoleProcess(args, updateEnvironment=env, cwd=cwd, blocking=False,
+                                                logCallback=onLine, completedCallback=onFinished)
         return _ConsoleHandle(proc)
 
 
@@ -125,11 +125,11 @@ class _ConsoleHandle:
 class PolledProcessLauncher:
     """Slicer 5.10 (and 5.12 without psutil): our own runner, polled by a ``qt.QTimer``."""
 
-    def start(self, args, env, onLine, onFinished):
+    def start(self, args, env, cwd, onLine, onFinished):
         runner = process.ChildProcessRunner(on_line=onLine, on_finished=onFinished)
         full_env = slicer.util.startupEnvironment()
         full_env.update(env)
-        runner.start(args, env=full_env)
+        runner.start(args, env=full_env, cwd=cwd)
         timer = qt.QTimer()
         timer.setInterval(POLL_INTERVAL_MS)
         timer.connect("timeout()", lambda: runner.poll() or timer.stop())
@@ -190,6 +190,7 @@ class ContrastiveAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self._run = None
         self._cancelling = False
         self._findings: list[findings.Finding] = []
+        self._models: dict[str, model_registry.ModelEntry] = {}
 
     # --- setup ---------------------------------------------------------------------------------------------------
 
@@ -547,7 +548,6 @@ class ContrastiveAnomalyLogic(ScriptedLoadableModuleLogic):
         self.scene = scene
         self.segmentationsLogic = segmentationsLogic
         self.pythonExecutable = pythonExecutable
-        self._gpuAvailable = None
 
     def getParameterNode(self):
         return ContrastiveAnomalyParameterNode(super().getParameterNode())
@@ -567,16 +567,10 @@ class ContrastiveAnomalyLogic(ScriptedLoadableModuleLogic):
     def _python(self) -> str:
         return self.pythonExecutable or shutil.which("PythonSlicer") or sys.executable
 
-    def gpuAvailable(self) -> bool | None:
-        """Whether torch sees a CUDA GPU (imports torch once, lazily); ``None`` if torch is not installed."""
-        if self._gpuAvailable is None:
-            try:
-                import torch
-
-                self._gpuAvailable = bool(torch.cuda.is_available())
-            except ImportError:
-                return None
-        return self._gpuAvailable
+    def gpuAvailable(self) -> bool:
+        """A cheap guess that never imports torch into Slicer: an NVIDIA driver tool on PATH means that the engine's
+        "auto" device will most likely find a CUDA GPU. Only used for the first-run time notice."""
+        return shutil.which("nvidia-smi") is not None
 
     # --- detection ----------------------------------------------------------------------------------------------
 
@@ -614,7 +608,9 @@ class ContrastiveAnomalyLogic(ScriptedLoadableModuleLogic):
                 onFinished(run)
 
         logging.info("ContrastiveAnomaly: " + " ".join(args))
-        run.handle = self._launcher().start(args, env, onLine, onDone)
+        # cwd = the engine's parent folder: "python -m" puts it first on sys.path even if a launcher rewrites
+        # PYTHONPATH; all paths passed to the engine are absolute.
+        run.handle = self._launcher().start(args, env, str(ENGINE_PARENT_DIR), onLine, onDone)
         return run
 
     def cancelDetection(self, run: DetectionRun) -> None:
