@@ -2,8 +2,7 @@
 (JSON lines) -> result volumes back on the input's exact grid -> "Anomaly" segment and findings; and a cancel that
 leaves no output.
 
-Needs slicer-core and a model folder: ``$CONTRASTIVE_ANOMALY_TEST_MODEL`` or the first installed entry of
-``models/registry.json``; skipped otherwise (training even the tiny preset takes over a minute on 2 cores).
+Needs slicer-core and a model folder (see the ``model_folder`` fixture).
 """
 
 from __future__ import annotations
@@ -34,19 +33,22 @@ pytestmark = [pytest.mark.slicer_core, pytest.mark.slow]
 RUN_TIMEOUT_S = 300
 
 
-def test_model_folder() -> Path:
+@pytest.fixture()
+def model_folder(request) -> Path:
+    """``$CONTRASTIVE_ANOMALY_TEST_MODEL``, else a tiny model from ``models/registry.json``, else the engine tests'
+    session-wide ``trained_tiny_model`` (Testing/conftest.py; shared, so it is trained once per test session)."""
     configured = os.environ.get("CONTRASTIVE_ANOMALY_TEST_MODEL")
     if configured:
         return Path(configured)
     available = [m for m in model_registry.list_models(REPO / "models" / "registry.json", REPO / ".no-user-models")
                  if m.available]
-    tiny = [m for m in available if "tiny" in m.name] or available
-    if not tiny:
-        pytest.skip("no model: set CONTRASTIVE_ANOMALY_TEST_MODEL or add one to models/registry.json")
-    return tiny[0].folder
-
-
-test_model_folder.__test__ = False  # a helper, not a test
+    tiny = [m for m in available if "tiny" in m.name]
+    if tiny:
+        return tiny[0].folder
+    try:
+        return Path(request.getfixturevalue("trained_tiny_model"))
+    except pytest.FixtureLookupError:
+        pytest.skip("no model: set CONTRASTIVE_ANOMALY_TEST_MODEL or add a tiny model to models/registry.json")
 
 
 def phantom_input(mrml: Mrml):
@@ -67,8 +69,8 @@ def start_detect(mrml: Mrml, tmp_path: Path, model: Path, tracker: process.RunTr
     return input_node, runner
 
 
-def test_detect_results_land_on_the_input_grid(tmp_path):
-    model = test_model_folder()
+def test_detect_results_land_on_the_input_grid(tmp_path, model_folder):
+    model = model_folder
     mrml = Mrml()
     tracker = process.RunTracker()
     input_node, runner = start_detect(mrml, tmp_path, model, tracker)
@@ -92,8 +94,8 @@ def test_detect_results_land_on_the_input_grid(tmp_path):
     assert segmentation.GetSegmentation().GetSegment(appearance.SEGMENT_ID).GetName() == appearance.SEGMENT_NAME
 
 
-def test_cancel_leaves_no_output(tmp_path):
-    model = test_model_folder()
+def test_cancel_leaves_no_output(tmp_path, model_folder):
+    model = model_folder
     mrml = Mrml()
     tracker = process.RunTracker()
     _, runner = start_detect(mrml, tmp_path, model, tracker)
