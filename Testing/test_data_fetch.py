@@ -15,7 +15,7 @@ import pytest
 import SimpleITK as sitk
 from contrastive_anomaly.data import fetch as fetch_module
 from contrastive_anomaly.data.corpus import CORPUS_FILES, PACKAGES, SUBJECTS, CorpusFile, Package
-from contrastive_anomaly.data.corpus_preprocess import load_preprocessed
+from contrastive_anomaly.data.corpus_preprocess import load_preprocessed, load_tissue, tissue_on_model_grid
 from contrastive_anomaly.data.fetch import (
     AptUnavailable,
     ChecksumError,
@@ -180,7 +180,8 @@ def test_preprocessing_goes_through_injected_prepare(tmp_path, fake_registry):
     def stub_prepare(image, cfg, brain_mask=None, contrast=None):
         seen[str(image.GetSize())] = (brain_mask is not None, contrast)
         arr = np.zeros(tuple(reversed(cfg.grid.shape)), dtype=np.float32)
-        arr[10:40, 20:70, 20:70] = 0.5
+        rng = np.random.default_rng(0)
+        arr[10:40, 20:70, 20:70] = rng.choice([0.2, 0.5, 0.8], size=(30, 50, 50)) + rng.normal(0, 0.05, (30, 50, 50))
         return SimpleNamespace(image_kji=arr, brain_mask_kji=(arr > 0).astype(np.uint8), warnings=["stub"])
 
     out = tmp_path / "corpus"
@@ -194,6 +195,9 @@ def test_preprocessing_goes_through_injected_prepare(tmp_path, fake_registry):
     assert sitk.GetArrayFromImage(image).shape == (50, 96, 96) and image.GetSpacing() == (2.0, 2.0, 2.0)
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out / record["brain_mask"])))
     assert mask.dtype == np.uint8 and mask.sum() == 30 * 50 * 50
+    tissue = load_tissue(out, manifest, "itk_kmeans")
+    assert tissue.shape == (3, 50, 96, 96) and np.allclose(tissue.sum(0)[mask > 0], 1.0, atol=1e-4)
+    assert manifest["preprocessed"]["itk_kmeans"]["tissue_source"].startswith("3-class GMM")
     assert set(load_preprocessed(out, manifest, roles=("val",))) == {"itk_kmeans"}
     assert set(load_preprocessed(out, manifest, roles=("test",), rotation=1)) == {"itk_kmeans"}
     train = load_preprocessed(out, manifest, roles=("train",))
@@ -215,6 +219,27 @@ def test_unwritable_output_folder_is_one_line(tmp_path, fake_registry):
     with pytest.raises(OutputError, match="not writable"):
         fetch_corpus(blocker / "corpus", downloader=fake_registry.downloader, preprocess=False,
                      deb_downloader=fake_registry.deb_downloader, files=fake_registry.files)
+
+
+def test_shipped_tissue_maps_are_resampled_with_the_preprocessing_transform(tmp_path):
+    gm = np.zeros((8, 8, 8), dtype=np.uint8)
+    wm = np.zeros((8, 8, 8), dtype=np.uint8)
+    gm[:, :, :4], wm[:, :, 4:6] = 255, 204  # uint8 maps (0-255) as in the ICBM152 files
+    for name, array in (("gm", gm), ("wm", wm)):
+        image = sitk.GetImageFromArray(array)
+        sitk.WriteImage(image, str(tmp_path / f"{name}.nii.gz"))
+    files = {"tissue_gm": CorpusFile("icbm152_2009a", "tissue_gm", "nilearn", "m", "gm.nii.gz", ""),
+             "tissue_wm": CorpusFile("icbm152_2009a", "tissue_wm", "nilearn", "m", "wm.nii.gz", "")}
+    grid = sitk.Image(4, 4, 4, sitk.sitkFloat32)
+    grid.SetSpacing((2.0, 2.0, 2.0))
+    grid.SetOrigin((0.5, 0.5, 0.5))
+    prepared = SimpleNamespace(model_grid=grid, model_to_native_transform=sitk.TranslationTransform(3),
+                               brain_mask_kji=np.ones((4, 4, 4), dtype=np.uint8))
+    tissue = tissue_on_model_grid(tmp_path, files, prepared)
+    assert tissue.shape == (3, 4, 4, 4)
+    assert np.allclose(tissue[1][..., :2], 1.0) and np.allclose(tissue[2][..., 2], 0.8)
+    assert np.allclose(tissue[0][..., 2], 0.2) and np.allclose(tissue[0][..., 3], 1.0)
+    assert tissue_on_model_grid(tmp_path, files, SimpleNamespace()) is None
 
 
 def test_corpus_table_matches_data_md():

@@ -4,7 +4,9 @@ Each subject's T1 and brain mask (DATA.md §4 step 2: the shipped mask, the ITK 
 ``T1 > 0`` for the already stripped templates; none for the pydeface mean, which then gets the engine's own brain
 extraction) go to ``prepare_volume``; the model-grid image and brain mask are saved as NIfTI. The model grid is
 written with ``cfg.grid.spacing_mm`` spacing, identity direction and zero origin (LPS): only the voxel array
-matters for training, and the preprocessing does not expose the atlas-space origin.
+matters for training; when the preprocessing returns its model grid, that geometry is used instead. Tissue maps
+(CSF, GM, WM) are saved on the model grid too: the shipped GM/WM maps (ICBM152, CAT12) resampled with the
+preprocessing's own transform, or a 3-class GMM on the preprocessed T1 for the other subjects.
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ PREPROCESSED_DIR = "preprocessed"
 # (47 M voxels), which costs memory and time and adds nothing at the 2 mm model grid.
 FINEST_INPUT_SPACING_MM = 0.9
 INPUT_SPACING_MM = 1.0
+UINT8_PROBABILITY_MAX = 255.0
+TISSUE_4D_GM, TISSUE_4D_WM = 0, 1  # CAT12 Template_4_GS volumes (DATA.md §1)
+TISSUE_NAMES = ("csf", "gm", "wm")
+GMM_SEED = 0
 
 
 def read_3d(path: Path) -> sitk.Image:
@@ -63,11 +69,49 @@ def subject_inputs(out_dir: Path, files: dict[str, CorpusFile], subject: str) ->
     return image, mask
 
 
-def model_grid_image(array_kji: np.ndarray, spacing_mm: float) -> sitk.Image:
-    """Wrap a model-grid KJI array with ``spacing_mm`` isotropic spacing, zero origin and identity direction."""
+def model_grid_image(array_kji: np.ndarray, spacing_mm: float, reference: sitk.Image | None = None) -> sitk.Image:
+    """Wrap a model-grid KJI array: ``reference``'s geometry (LPS) if given, else ``spacing_mm`` isotropic spacing,
+    zero origin and identity direction."""
     image = sitk.GetImageFromArray(array_kji)
-    image.SetSpacing([float(spacing_mm)] * 3)
+    if reference is not None:
+        image.CopyInformation(reference)
+    else:
+        image.SetSpacing([float(spacing_mm)] * 3)
     return image
+
+
+def _read_probability(path: Path, volume: int | None = None) -> sitk.Image:
+    """A tissue probability map as float32 in [0, 1] (uint8 0–255 maps are rescaled); ``volume`` picks a 4-D one."""
+    image = sitk.ReadImage(str(path), sitk.sitkFloat32)
+    if volume is not None:
+        image = image[:, :, :, volume]
+    peak = float(sitk.GetArrayViewFromImage(image).max())
+    return image / UINT8_PROBABILITY_MAX if peak > 1.5 else image
+
+
+def tissue_on_model_grid(out_dir: Path, files: dict[str, CorpusFile], prepared: Any) -> np.ndarray | None:
+    """The subject's shipped GM/WM maps on the model grid as (CSF, GM, WM) ``[3, K, J, I]``, or ``None``.
+
+    Needs ``prepared.model_grid`` and ``prepared.model_to_native_transform`` (the preprocessing's own transform);
+    CSF = brain − GM − WM on the model-grid brain mask (DATA.md §5).
+    """
+    grid = getattr(prepared, "model_grid", None)
+    transform = getattr(prepared, "model_to_native_transform", None)
+    if grid is None or transform is None:
+        return None
+    if "tissue_gm" in files and "tissue_wm" in files:
+        gm = _read_probability(out_dir / files["tissue_gm"].dest)
+        wm = _read_probability(out_dir / files["tissue_wm"].dest)
+    elif "tissue_4d" in files:
+        gm = _read_probability(out_dir / files["tissue_4d"].dest, TISSUE_4D_GM)
+        wm = _read_probability(out_dir / files["tissue_4d"].dest, TISSUE_4D_WM)
+    else:
+        return None
+    from ..preprocess.native_space import resample_to_model
+    from .synth_contrast import tissue_maps_from_gm_wm
+
+    gm_kji, wm_kji = (resample_to_model(m, grid, transform, "linear") for m in (gm, wm))
+    return tissue_maps_from_gm_wm(gm_kji, wm_kji, prepared.brain_mask_kji)
 
 
 def _default_prepare() -> PrepareFn | None:
@@ -102,7 +146,9 @@ def preprocess_corpus(out_dir: Path, present: list[CorpusFile], *, prepare: Prep
         image_path, mask_path = folder / "image.nii.gz", folder / "brain_mask.nii.gz"
         record = {"image": str(image_path.relative_to(out_dir)), "brain_mask": str(mask_path.relative_to(out_dir)),
                   "role": SUBJECTS[subject].role, "contrast": "T1"}
-        if image_path.is_file() and mask_path.is_file() and not force:
+        tissue_paths = [folder / f"tissue_{name}.nii.gz" for name in TISSUE_NAMES]
+        if image_path.is_file() and mask_path.is_file() and all(p.is_file() for p in tissue_paths) and not force:
+            record["tissue"] = {n: str(p.relative_to(out_dir)) for n, p in zip(TISSUE_NAMES, tissue_paths, strict=True)}
             results[subject] = record
             continue
         image, mask = subject_inputs(out_dir, files, subject)
@@ -113,9 +159,22 @@ def preprocess_corpus(out_dir: Path, present: list[CorpusFile], *, prepare: Prep
             results[subject] = {"error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
                                 "role": SUBJECTS[subject].role}
             continue
-        spacing = cfg.grid.spacing_mm
-        write_image_atomic(model_grid_image(np.asarray(prepared.image_kji, dtype=np.float32), spacing), image_path)
-        write_image_atomic(model_grid_image(np.asarray(prepared.brain_mask_kji, dtype=np.uint8), spacing), mask_path)
+        spacing, grid = cfg.grid.spacing_mm, getattr(prepared, "model_grid", None)
+        image_kji = np.asarray(prepared.image_kji, dtype=np.float32)
+        mask_kji = np.asarray(prepared.brain_mask_kji, dtype=np.uint8)
+        write_image_atomic(model_grid_image(image_kji, spacing, grid), image_path)
+        write_image_atomic(model_grid_image(mask_kji, spacing, grid), mask_path)
+        tissue = tissue_on_model_grid(out_dir, files, prepared)
+        record["tissue_source"] = "shipped maps" if tissue is not None else "3-class GMM on the preprocessed T1"
+        if tissue is None:
+            from .synth_contrast import tissue_maps_from_image
+
+            tissue = tissue_maps_from_image(image_kji, mask_kji, "T1", seed=GMM_SEED)
+        record["tissue"] = {}
+        for name, tissue_map in zip(TISSUE_NAMES, tissue, strict=True):
+            path = folder / f"tissue_{name}.nii.gz"
+            write_image_atomic(model_grid_image(tissue_map.astype(np.float32), spacing, grid), path)
+            record["tissue"][name] = str(path.relative_to(out_dir))
         record["warnings"] = list(getattr(prepared, "warnings", []) or [])
         results[subject] = record
     return results
@@ -138,3 +197,10 @@ def load_preprocessed(out_dir: Path, manifest: dict[str, Any], roles: tuple[str,
         mask = sitk.GetArrayFromImage(sitk.ReadImage(str(Path(out_dir) / record["brain_mask"]), sitk.sitkUInt8))
         volumes[subject] = (image, mask)
     return volumes
+
+
+def load_tissue(out_dir: Path, manifest: dict[str, Any], subject: str) -> np.ndarray:
+    """(CSF, GM, WM) maps ``[3, K, J, I]`` float32 of one preprocessed subject, on the model grid."""
+    record = manifest["preprocessed"][subject]
+    return np.stack([sitk.GetArrayFromImage(sitk.ReadImage(str(Path(out_dir) / record["tissue"][name]),
+                                                           sitk.sitkFloat32)) for name in TISSUE_NAMES])
