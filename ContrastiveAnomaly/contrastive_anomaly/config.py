@@ -194,11 +194,12 @@ class PreprocessConfig:
     deformable_brain_extraction: bool = False
     deformable_mesh_size: int = 4
     deformable_iterations: int = 15
+    brain_focus_dilation_mm: float = 16.0
     mask_closing_radius_mm: float = 4.0
     crop_margin_mm: float = 10.0
     qc_metric_warn: float = -0.35
     qc_metric_fail: float = -0.15
-    qc_head_metric_fail: float = -0.42
+    qc_head_metric_fail: float = -0.25
     qc_min_brain_ml: float = 800.0
     qc_max_brain_ml: float = 2200.0
     qc_template_dice_warn: float = 0.85

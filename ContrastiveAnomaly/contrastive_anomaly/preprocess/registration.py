@@ -73,8 +73,12 @@ def initial_alignment(fixed: sitk.Image, moving: sitk.Image) -> sitk.AffineTrans
 
 
 def register_affine(fixed: sitk.Image, moving: sitk.Image, initial: sitk.AffineTransform, cfg: PreprocessConfig,
-                    fixed_mask: sitk.Image | None = None, coarse_similarity: bool = True) -> sitk.AffineTransform:
-    """Similarity then affine, multi-resolution, Mattes MI. Returns template -> scan (LPS mm)."""
+                    fixed_mask: sitk.Image | None = None, coarse_similarity: bool = True,
+                    similarity_only: bool = False) -> sitk.AffineTransform:
+    """Similarity (coarse levels) then affine (fine levels), Mattes MI. Returns template -> scan (LPS mm).
+
+    ``coarse_similarity=False`` skips the similarity stage; ``similarity_only=True`` stops after it.
+    """
     n_levels = len(cfg.shrink_factors)
     transform = sitk.AffineTransform(initial)
     if coarse_similarity:
@@ -88,6 +92,8 @@ def register_affine(fixed: sitk.Image, moving: sitk.Image, initial: sitk.AffineT
         method.SetMovingInitialTransform(sitk.AffineTransform(3))
         _execute(method, fixed, moving)
         transform = as_affine(similarity)
+        if similarity_only:
+            return transform
     method = _method(cfg, slice(1 if n_levels > 1 else 0, n_levels))
     if fixed_mask is not None:
         method.SetMetricFixedMask(fixed_mask)
