@@ -1,12 +1,12 @@
 """Run the extracted corpus T1 volumes through the engine's own preprocessing (the path ``detect`` uses).
 
 Each subject's T1 and brain mask (DATA.md §4 step 2: the shipped mask, the ITK skull-strip label ``!= 0``, or
-``T1 > 0`` for the already stripped templates; none for the pydeface mean, which then gets the engine's own brain
-extraction) go to ``prepare_volume``; the model-grid image and brain mask are saved as NIfTI. The model grid is
-written with ``cfg.grid.spacing_mm`` spacing, identity direction and zero origin (LPS): only the voxel array
-matters for training; when the preprocessing returns its model grid, that geometry is used instead. Tissue maps
-(CSF, GM, WM) are saved on the model grid too: the shipped GM/WM maps (ICBM152, CAT12) resampled with the
-preprocessing's own transform, or a 3-class GMM on the preprocessed T1 for the other subjects.
+``T1 > 0`` for the already stripped templates, with enclosed holes filled; none for the pydeface mean, which then
+gets the engine's own brain extraction) go to ``prepare_volume``; the model-grid image and brain mask are saved as
+NIfTI with the preprocessing's model-grid geometry (LPS), or, when it returns none, ``cfg.grid.spacing_mm``
+spacing, identity direction and zero origin (only the voxel array matters for training). Tissue maps (CSF, GM, WM)
+are saved on the model grid too: the shipped GM/WM maps (ICBM152, CAT12) resampled with the preprocessing's own
+transform, or a 3-class GMM on the preprocessed T1 for the other subjects.
 """
 
 from __future__ import annotations
@@ -61,7 +61,8 @@ def subject_inputs(out_dir: Path, files: dict[str, CorpusFile], subject: str) ->
     elif SUBJECTS[subject].skull_stripped:
         mask = image > 0
     if mask is not None:
-        mask = sitk.Cast(mask, sitk.sitkUInt8)
+        # the nimare MNI152NLin6Asym mask leaves the ventricles out (≈ 11 mL of enclosed holes): fill them
+        mask = sitk.BinaryFillhole(sitk.Cast(mask, sitk.sitkUInt8), fullyConnected=False, foregroundValue=1)
         mask.CopyInformation(image)
     if min(image.GetSpacing()) < FINEST_INPUT_SPACING_MM:
         image = _resample_to_1mm(image, sitk.sitkLinear)
