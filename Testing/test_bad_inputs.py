@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from contrastive_anomaly.config import preset
 from contrastive_anomaly.dicom import SERIES_UID_KEY, read_dicom_series
 from contrastive_anomaly.errors import InputError, RegistrationError

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from contrastive_anomaly.config import preset
 from contrastive_anomaly.preprocess import prepare_volume, to_native
 from contrastive_anomaly.preprocess.phantom_head import make_grid, make_head_phantom, rotation_matrix

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from contrastive_anomaly.config import preset
 from contrastive_anomaly.errors import RegistrationError
 from contrastive_anomaly.preprocess import prepare_volume

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import SimpleITK as sitk
+
 from contrastive_anomaly.config import preset
 from contrastive_anomaly.preprocess import prepare_volume
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+
 from contrastive_anomaly.config import preset
 from contrastive_anomaly.preprocess import prepare_volume, to_native
 from contrastive_anomaly.preprocess.phantom_head import head_phantom
@@ -90,7 +91,7 @@ def main() -> int:
 
 Machine: {cpu_name()}, {os.cpu_count()} logical CPUs visible, SimpleITK threads = {args.threads}, Python
 {platform.python_version()}, SimpleITK {sitk.Version.VersionString()}. The CPU is shared with other jobs, so times
-are noisy; medians of {args.repeats} runs.
+are noisy; medians of {args.repeats} runs; 1-min load average at the end: {os.getloadavg()[0]:.1f}.
 
 ## Synthetic head, 1 mm, 256 x 256 x 180 (11.8 M voxels), bias field +-20 %, noise
 
