@@ -7,10 +7,11 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from contrastive_anomaly.data.augment import AugmentationConfig, RealismAugmentation, _smoothed_uniform_noise_rms
-from contrastive_anomaly.data.phantom import brain_phantom
 from monai.networks.layers import GaussianFilter
 from monai.transforms import Rand3DElastic
+
+from contrastive_anomaly.data.augment import AugmentationConfig, RealismAugmentation, _smoothed_uniform_noise_rms
+from contrastive_anomaly.data.phantom import brain_phantom
 
 SHAPE = (20, 32, 32)
 

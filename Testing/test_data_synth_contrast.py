@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from contrastive_anomaly.data.augment import RealismAugmentation
 from contrastive_anomaly.data.phantom import brain_phantom
 from contrastive_anomaly.data.synth_contrast import (

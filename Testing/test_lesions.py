@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from contrastive_anomaly.data.lesions import LESION_KINDS, plant_lesion, save_case
 from contrastive_anomaly.data.lesions.common import LesionConfig
 from contrastive_anomaly.data.phantom import brain_phantom

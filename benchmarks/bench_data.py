@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 import torch
+from scipy import ndimage
+from sklearn.mixture import GaussianMixture
+
 from contrastive_anomaly.data.augment import RealismAugmentation
 from contrastive_anomaly.data.lesions import LESION_KINDS, plant_lesion
 from contrastive_anomaly.data.phantom import brain_phantom
 from contrastive_anomaly.data.synth_contrast import synthesize_contrast
-from scipy import ndimage
-from sklearn.mixture import GaussianMixture
 
 REPEATS = 3
 
