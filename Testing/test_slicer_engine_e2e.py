@@ -24,10 +24,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "ContrastiveAnomaly"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from test_slicer_bridge import Mrml  # noqa: E402
+
 from contrastive_anomaly.config import GridConfig  # noqa: E402
 from contrastive_anomaly.phantom import make_phantom, plant_sphere_lesion  # noqa: E402
 from ContrastiveAnomalyLib import appearance, findings, model_registry, process, slicer_bridge  # noqa: E402
-from test_slicer_bridge import Mrml  # noqa: E402
 
 pytestmark = [pytest.mark.slicer_core, pytest.mark.slow]
 RUN_TIMEOUT_S = 300

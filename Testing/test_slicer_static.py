@@ -146,7 +146,14 @@ def test_module_metadata_and_self_test_exist():
     for name in ("ContrastiveAnomaly", "ContrastiveAnomalyWidget", "ContrastiveAnomalyLogic", "ContrastiveAnomalyTest"):
         assert name in classes
     methods = {f.name for f in classes["ContrastiveAnomalyTest"].body if isinstance(f, ast.FunctionDef)}
-    assert {"setUp", "runTest"} <= methods and any(m.startswith("test_") for m in methods)
+    assert {"setUp", "runTest", "makeLogic"} <= methods
+    assert "SelfTestCases" in {b.id for b in classes["ContrastiveAnomalyTest"].bases if isinstance(b, ast.Name)}
+    cases = ast.parse((MODULE_DIR / "ContrastiveAnomalyLib" / "self_test.py").read_text(encoding="utf-8"))
+    case_methods = {f.name for node in cases.body if isinstance(node, ast.ClassDef) and node.name == "SelfTestCases"
+                    for f in node.body if isinstance(f, ast.FunctionDef)}
+    called = {n.func.attr for n in ast.walk(classes["ContrastiveAnomalyTest"])
+              if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr.startswith("test_")}
+    assert called and called <= case_methods, "runTest must call the self-test cases that exist"
     assigned = {}
     for node in ast.walk(classes["ContrastiveAnomaly"]):
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Attribute):
