@@ -11,7 +11,7 @@ import SimpleITK as sitk
 
 from contrastive_anomaly.config import preset
 from contrastive_anomaly.errors import RegistrationError
-from contrastive_anomaly.preprocess import prepare_volume
+from contrastive_anomaly.preprocess import prepare_file, prepare_volume
 from contrastive_anomaly.preprocess.intensity import percentile_normalise
 from contrastive_anomaly.preprocess.phantom_head import head_phantom
 from contrastive_anomaly.preprocess.quality import raise_or_warn
@@ -120,3 +120,14 @@ def test_model_grid_holds_the_template_brain():
     volume_ml = on_grid.sum() * 8 / 1000
     assert 1400 < volume_ml < 1900  # most of the brain; the 100 mm axial crop loses the top and the bottom
     assert not on_grid[:, 0].any() and not on_grid[:, :, 0].any()  # the 192 mm in-plane crop holds it whole
+
+
+def test_prepare_file_reads_nrrd_with_mask_and_times_read(tmp_path):
+    phantom = head_phantom(size=(64, 76, 64), spacing=(3.0, 3.0, 3.0), direction=np.diag([-1.0, 1.0, 1.0]))
+    image_path, mask_path = tmp_path / "scan.nrrd", tmp_path / "mask.nii.gz"
+    sitk.WriteImage(phantom.image, str(image_path))
+    sitk.WriteImage(phantom.brain_mask, str(mask_path))
+    prepared = prepare_file(image_path, preset("tiny"), brain_mask_path=mask_path)
+    assert list(prepared.timings_s)[0] == "read" and set(STAGES) <= set(prepared.timings_s)
+    assert prepared.native_reference.GetDirection() == phantom.image.GetDirection()
+    assert _dice(prepared.native_brain_mask, phantom.brain_mask) == 1.0
