@@ -47,7 +47,7 @@ class SelfTestCases:
         self.assertTrue(tiny, "no installed model: add the tiny test model to models/registry.json")
         return tiny[0]
 
-    def _waitFor(self, run, logic):
+    def _waitFor(self, run):
         deadline = time.monotonic() + self.TIMEOUT_S
         while run.tracker.returncode is None and time.monotonic() < deadline:
             slicer.app.processEvents()
@@ -65,7 +65,7 @@ class SelfTestCases:
         params.device = "cpu"
         params.fastMode = True
         run = logic.startDetection(params, model)
-        self._waitFor(run, logic)
+        self._waitFor(run)
         self.assertEqual(run.tracker.outcome, "succeeded", run.tracker.error_message())
         logic.loadResults(params, run)
         logic.discardRunFolder(run)
@@ -77,9 +77,10 @@ class SelfTestCases:
         np.testing.assert_allclose(segment.GetColor(), appearance.SEGMENT_COLOR_RGB, atol=1e-6)
         self.assertEqual(params.segmentation.GetNodeReference(
             params.segmentation.GetReferenceImageGeometryReferenceRole()), volume)
-        # The tiny test model is barely trained, so the lesion is not asserted to be found; with a real model,
-        # check the Dice here. The map must at least be highest somewhere and zero outside the head.
+        # The tiny test model is barely trained, so finding the planted lesion is not asserted (with a real model,
+        # check a Dice floor against `lesion` here); the map must be finite, non-negative and not all zero.
         scores = slicer.util.arrayFromVolume(params.anomalyMap)
+        self.assertTrue(np.isfinite(scores).all() and float(scores.min()) >= 0.0)
         self.assertGreater(float(scores.max()), 0.0)
         self.assertTrue(lesion.any())
 
@@ -131,7 +132,7 @@ class SelfTestCases:
         run = logic.startDetection(params, model)
         slicer.app.processEvents()
         logic.cancelDetection(run)
-        self._waitFor(run, logic)
+        self._waitFor(run)
         self.assertEqual(run.tracker.outcome, "cancelled")
         logic.discardRunFolder(run)
         self.assertFalse(run.workDir.exists())
