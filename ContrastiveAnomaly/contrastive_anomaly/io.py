@@ -41,6 +41,15 @@ def read_image(path: str | Path, series_uid: str | None = None) -> sitk.Image:
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unknown reason"
             raise InputError(f"cannot read {path.name}: not a readable image ({first[:160]})") from None
+    return squeeze_trailing_singleton(image)
+
+
+def squeeze_trailing_singleton(image: sitk.Image) -> sitk.Image:
+    """A 4D image with one volume (size 1 on the 4th axis, as some NIfTI writers store 3D data) becomes 3D."""
+    if image.GetDimension() == 4 and image.GetSize()[3] == 1:
+        size = list(image.GetSize())
+        size[3] = 0
+        return sitk.Extract(image, size, [0, 0, 0, 0])
     return image
 
 
