@@ -14,6 +14,9 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +38,31 @@ SUBJECTS = {
 def dice(a: sitk.Image, b: sitk.Image) -> float:
     x, y = sitk.GetArrayViewFromImage(a) > 0, sitk.GetArrayViewFromImage(b) > 0
     return float(2.0 * (x & y).sum() / (x.sum() + y.sum()))
+
+
+CHILD = """
+import sys
+import SimpleITK as sitk
+from contrastive_anomaly.config import preset
+from contrastive_anomaly.preprocess import prepare_volume, to_native
+sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(int(sys.argv[2]))
+prepared = prepare_volume(sitk.ReadImage(sys.argv[1]), preset("compact"))
+to_native(prepared, prepared.image_kji, "linear")
+to_native(prepared, prepared.brain_mask_kji, "nearest")
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork + exec, so the parent's peak would show up here
+hwm_kb = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(hwm_kb / 1024)
+"""
+
+
+def pipeline_peak_mb(image: sitk.Image, threads: int) -> float:
+    """Peak RSS (MB) of a fresh process that reads ``image`` and runs the pipeline + return to native once."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "head.nii")
+        sitk.WriteImage(image, path)
+        out = subprocess.run([sys.executable, "-c", CHILD, path, str(threads)], check=True, capture_output=True,
+                             text=True)
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 def cpu_name() -> str:
@@ -71,6 +99,7 @@ def main() -> int:
         totals.append(end - start)
         dices.append(dice(prepared.native_brain_mask, phantom.brain_mask))
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    pipeline_mb = pipeline_peak_mb(phantom.image, args.threads)
 
     real_rows = []
     for name, (image_path, mask_path) in SUBJECTS.items():
@@ -100,8 +129,9 @@ are noisy; medians of {args.repeats} runs; 1-min load average at the end: {os.ge
 {rows}
 | **total (preprocessing + return to native)** | **{statistics.median(totals):.2f}** |
 
-Target: <= 15 s total, peak memory <= 3 GB. Peak RSS of this process (phantom generation included):
-**{peak_mb:.0f} MB**. Brain-extraction Dice on this phantom: {statistics.median(dices):.3f}.
+Target: <= 15 s total, peak memory <= 3 GB. Peak RSS of a fresh process that reads the volume and runs the
+pipeline + return to native once: **{pipeline_mb:.0f} MB** (this benchmark process, phantom generation included:
+{peak_mb:.0f} MB). Brain-extraction Dice on this phantom: {statistics.median(dices):.3f}.
 
 ## Brain extraction on real subjects (template registration, no learned weights)
 
