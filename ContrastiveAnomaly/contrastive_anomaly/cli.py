@@ -96,6 +96,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="input is already skull-stripped and on the model grid: skip registration")
     _add_common(det)
 
+    bat = sub.add_parser("detect-batch", epilog=EPILOG, help="score a folder or CSV of scans (resumable, sharded)",
+                         description="Run detect on many scans: OUT/<scan id>/ per scan and OUT/summary.csv (anomaly "
+                                     "volume, region count, peak score, timings, errors). Finished scans are "
+                                     "skipped, interrupted ones redone, failures recorded without stopping. Under "
+                                     "torchrun --nproc_per_node=N each rank takes every N-th scan.")
+    bat.add_argument("scans", type=Path, help="a folder of scans (files or DICOM sub-folders) or a CSV with a "
+                                               "'path' column (optional: id, brain_mask, contrast)")
+    bat.add_argument("--out", type=Path, required=True, help="output root folder")
+    bat.add_argument("--model", help="model folder or registered name")
+    bat.add_argument("--fast", action="store_true", help="one noise level instead of three")
+    _add_common(bat)
+
     ev = sub.add_parser("evaluate", epilog=EPILOG, help="metrics on labelled model-grid subjects",
                         description="Dice (both threshold rules), AUPRC, AUROC and detection rate per lesion size "
                                     "on labelled subjects (image + brain_mask + label per folder).")
@@ -322,8 +334,27 @@ def _run_demo(args: argparse.Namespace, progress: ProgressReporter) -> int:
     return 0
 
 
-COMMANDS = {"demo": _run_demo, "train-encoder": _run_train_encoder, "train": _run_train, "detect": _run_detect,
-            "evaluate": _run_evaluate, "calibrate": _run_calibrate, "data": _run_data}
+def _run_detect_batch(args: argparse.Namespace, progress: ProgressReporter) -> int:
+    from .batch import list_scans, merge_summaries, score_shard
+    from .distributed import barrier, init_distributed, shutdown
+
+    items = list_scans(args.scans)
+    ctx = init_distributed("cpu" if args.device == "cpu" else args.device)
+    rows = score_shard(items, args.out, args.model, args.device, ctx.rank, ctx.world_size, args.fast, progress)
+    barrier(ctx)
+    if ctx.is_main:
+        summary = merge_summaries(args.out)
+        failed = sum(row["status"] == "failed" for row in rows)
+        if args.progress != "jsonl":
+            print(f"{len(items)} scan(s); rank 0 scored {len(rows)}, {failed} failed; summary: {summary}")
+        progress.result({"summary": str(summary)}, scans=len(items))
+    shutdown(ctx)
+    return 0
+
+
+COMMANDS = {"demo": _run_demo, "detect": _run_detect, "detect-batch": _run_detect_batch,
+            "train-encoder": _run_train_encoder, "train": _run_train, "calibrate": _run_calibrate,
+            "evaluate": _run_evaluate, "data": _run_data}
 
 
 def _raise_cancel(signum: int, frame: object) -> None:

@@ -16,6 +16,7 @@ Everything is written in a staging folder and moved into place only when complet
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import __version__
+from .config import ModelConfig
 from .io import staged_outputs, write_image_atomic
+from .model import AnomalyDiffusionModel
 from .models import load_detector
 from .precision import resolve_device
 from .preprocess import prepare_file, to_native
@@ -74,11 +77,18 @@ def _is_on_model_grid(path: Path, shape_ijk: tuple[int, int, int]) -> bool:
     return tuple(reader.GetSize()) == tuple(shape_ijk)
 
 
-def detect(request: DetectRequest, progress: ProgressReporter | None = None) -> dict[str, Any]:
-    """Run the whole detection; returns the summary dict (also written as ``summary.json``)."""
+def detect(request: DetectRequest, progress: ProgressReporter | None = None,
+           loaded: tuple[AnomalyDiffusionModel, ModelConfig, Path] | None = None) -> dict[str, Any]:
+    """Run the whole detection; returns the summary dict (also written as ``summary.json``).
+
+    ``loaded``: a model already returned by :func:`load_detector` (bulk scoring loads it once); its config is
+    copied, so per-request settings never leak into the next scan.
+    """
     progress = progress or ProgressReporter("none")
     device = resolve_device(request.device)
-    model, cfg, model_folder = load_detector(request.model, device)
+    if loaded is None:
+        loaded = load_detector(request.model, device)
+    model, cfg, model_folder = loaded[0], copy.deepcopy(loaded[1]), loaded[2]
     if request.seed is not None:
         cfg.inference.seed = request.seed
     if request.precision is not None:
@@ -93,7 +103,8 @@ def detect(request: DetectRequest, progress: ProgressReporter | None = None) -> 
                           threshold=request.threshold, fast=request.fast)
     with progress.stage("native_space", total=3):
         native_map = to_native(prepared, scored.filtered, "linear")
-        native_reconstruction = to_native(prepared, scored.reconstruction, "linear")
+        # outside the brain the model reconstructs nothing; zero it so the side-by-side view shows only the brain
+        native_reconstruction = to_native(prepared, scored.reconstruction * prepared.brain_mask_kji, "linear")
         native_mask = to_native(prepared, scored.mask.astype(np.uint8), "nearest")
         reference = prepared.native_reference
         mask_kji = sitk.GetArrayViewFromImage(native_mask) > 0
