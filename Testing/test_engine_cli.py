@@ -146,3 +146,25 @@ def test_unwritable_output_folder_is_reported(trained_tiny_model, tmp_path, caps
     code = main(["detect", str(scan), "--out", str(blocker / "out"), "--model", str(trained_tiny_model),
                  "--progress", "none", "--on-model-grid"])
     assert code != 0 and "not writable" in capsys.readouterr().err
+
+
+def test_detect_full_pipeline_on_an_oblique_non_ras_head(trained_tiny_model, tmp_path, capsys):
+    """Raw head phantom (skull, oblique LPS-flipped grid, 3 mm): brain extraction, registration, model and return."""
+    from contrastive_anomaly.preprocess.phantom_head import head_phantom, rotation_matrix
+
+    direction = rotation_matrix((12.0, -8.0, 5.0)) @ np.diag([-1.0, 1.0, -1.0])
+    phantom = head_phantom(size=(72, 80, 64), spacing=(3.0, 3.0, 3.0), direction=direction, seed=3)
+    sitk.WriteImage(phantom.image, str(tmp_path / "head.nrrd"))
+    out = tmp_path / "out"
+    code = main(["detect", str(tmp_path / "head.nrrd"), "--out", str(out), "--model", str(trained_tiny_model),
+                 "--progress", "jsonl", "--contrast", "T1"])
+    events = read_events(capsys.readouterr().out)
+    assert code == 0, events[-1]
+    assert {"brain_extraction", "registration", "normalisation"} <= set(events[-1]["timings_s"])
+    brain = sitk.ReadImage(str(out / OUTPUT_FILES["brain_mask"]))
+    assert brain.GetSize() == phantom.image.GetSize()
+    np.testing.assert_allclose(brain.GetDirection(), phantom.image.GetDirection(), atol=1e-9)
+    np.testing.assert_allclose(brain.GetOrigin(), phantom.image.GetOrigin(), atol=1e-6)
+    found = sitk.GetArrayFromImage(brain) > 0
+    truth = sitk.GetArrayFromImage(phantom.brain_mask) > 0
+    assert 2 * (found & truth).sum() / (found.sum() + truth.sum()) > 0.8
