@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from contrastive_anomaly.losses import cell_edges, eps_infonce, masked_patch_mse
 
 TAU, EPS = 0.07, 0.5

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+
 from contrastive_anomaly.errors import InputError
 from contrastive_anomaly.metrics import (
     auprc,

@@ -7,14 +7,15 @@ import time
 
 import pytest
 import torch
+from monai.networks.nets import DiffusionModelUNet
+from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock
+from torch.utils.flop_counter import FlopCounterMode
+
 from contrastive_anomaly.config import ModelConfig, UNetConfig, paper_config, tiny_config
 from contrastive_anomaly.encoder import ConditionEncoder, ResNetEncoder, load_stage1_trunk
 from contrastive_anomaly.masking import MaskedImageModel, random_cell_mask
 from contrastive_anomaly.model import AnomalyDiffusionModel
 from contrastive_anomaly.unet import ConditionalDiffusionUNet
-from monai.networks.nets import DiffusionModelUNet
-from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock
-from torch.utils.flop_counter import FlopCounterMode
 
 SIZE = 32  # tiny slices: 32 px still gives a 1×1 last encoder map (stride 32) and a 3×3 mask grid
 

@@ -10,6 +10,7 @@ import numpy as np
 import opensimplex
 import pytest
 import torch
+
 from contrastive_anomaly.config import NoiseConfig
 from contrastive_anomaly.noise import NoiseSampler, OpenSimplex2D, permutation_table, simplex_field
 

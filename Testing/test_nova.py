@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from contrastive_anomaly.errors import InputError
 from contrastive_anomaly.nova import (
     IOU_THRESHOLDS_50_95,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
+
 from contrastive_anomaly.config import PostprocessConfig
 from contrastive_anomaly.errors import InputError
 from contrastive_anomaly.postprocess import (
@@ -23,7 +25,6 @@ from contrastive_anomaly.thresholds import (
     pooled_dice,
     voxel_false_positive_rate,
 )
-from scipy import ndimage
 
 
 def test_residual_map_is_absolute_difference_in_float32():

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import SimpleITK as sitk
+
 from contrastive_anomaly.errors import InputError
 from contrastive_anomaly.regions import find_regions, label_regions, regions_summary
 

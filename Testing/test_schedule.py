@@ -6,9 +6,10 @@ import math
 
 import pytest
 import torch
+from monai.networks.schedulers import DDPMScheduler
+
 from contrastive_anomaly.config import DiffusionConfig
 from contrastive_anomaly.schedule import CosineSchedule
-from monai.networks.schedulers import DDPMScheduler
 
 
 def closed_form_alpha_bar(k: int, num_timesteps: int = 1000, s: float = 0.008) -> float:

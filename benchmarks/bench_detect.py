@@ -142,7 +142,8 @@ def model_stage(device: torch.device, repeats: int) -> dict:
     return {"device": str(device), "gemm_peak_tflops": {k: v / 1e12 for k, v in peaks.items()},
             "volume_tflop": flops / 1e12, "variants": rows,
             "bf16_skip_empty": {"seconds": median_range(skip_times), "slices": len(result.processed_slices)},
-            "max_abs_diff_bf16_vs_fp32": float(np.abs(outputs["bf16 autocast"] - outputs["fp32 eager (baseline)"]).max())}
+            "max_abs_diff_bf16_vs_fp32": float(np.abs(outputs["bf16 autocast"]
+                                                      - outputs["fp32 eager (baseline)"]).max())}
 
 
 def end_to_end(model: str, repeats: int) -> dict:

@@ -10,10 +10,11 @@ import argparse
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
+
 from contrastive_anomaly.config import preset
 from contrastive_anomaly.masking import MaskedImageModel
 from contrastive_anomaly.model import AnomalyDiffusionModel
-from torch.utils.flop_counter import FlopCounterMode
 
 
 def count(module: torch.nn.Module) -> float:

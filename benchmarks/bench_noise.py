@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import opensimplex
 import torch
+
 from contrastive_anomaly import noise
 from contrastive_anomaly.config import NoiseConfig
 from contrastive_anomaly.noise import NoiseSampler, simplex_field

@@ -16,12 +16,13 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from scipy import ndimage
+
 from contrastive_anomaly.config import PostprocessConfig
 from contrastive_anomaly.metrics import auprc, auroc, lesion_detection
 from contrastive_anomaly.postprocess import binarize, erode_brain_mask, filter_map, residual_map
 from contrastive_anomaly.regions import find_regions
 from contrastive_anomaly.thresholds import best_dice_threshold, fpr_threshold
-from scipy import ndimage
 
 SHAPE_KJI = (50, 96, 96)
 
