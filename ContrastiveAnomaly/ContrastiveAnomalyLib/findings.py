@@ -1,8 +1,8 @@
-"""The findings table, recomputed in the Slicer process whenever the threshold moves (numpy + scipy only).
+"""The findings table, recomputed in the Slicer process whenever the threshold moves.
 
-This mirrors the engine's post-processing (``contrastive_anomaly.postprocess.binarize`` and
-``contrastive_anomaly.regions``) without importing it, because the engine's package may pull in heavy dependencies
-that are not installed yet when a scene is reopened. ``Testing/test_slicer_findings.py`` checks that both agree.
+It calls the engine's own post-processing and region code (``contrastive_anomaly.postprocess`` and
+``contrastive_anomaly.regions``: numpy and scipy only, no torch), so the panel and ``detect`` count and measure
+regions the same way.
 
 Arrays are **KJI** ``(slices, rows, cols)`` as ``slicer.util.arrayFromVolume`` returns them. ``ijk_to_ras`` is the
 volume node's 4x4 IJK-to-RAS matrix (mm), so centroids come out in **RAS** mm, the space of Slicer's views.
@@ -13,22 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
-CONNECTIVITY_TO_RANK = {6: 1, 18: 2, 26: 3}
-MM3_PER_ML = 1000.0
+from contrastive_anomaly.errors import InputError
+from contrastive_anomaly.postprocess import neighbourhood, remove_small_components
+from contrastive_anomaly.regions import MM3_PER_ML, Region, find_regions
 
-
-@dataclass(frozen=True)
-class Finding:
-    """One connected anomaly region. ``label`` 1 is the largest; scores are in the map's units."""
-
-    label: int
-    voxel_count: int
-    volume_ml: float
-    peak_score: float
-    mean_score: float
-    centroid_ras_mm: tuple[float, float, float]
+Finding = Region  # one connected anomaly region; label 1 is the largest
 
 
 @dataclass(frozen=True)
@@ -40,10 +30,11 @@ class FindingsSummary:
 
 
 def structure_for(connectivity: int) -> np.ndarray:
-    """3x3x3 neighbourhood for 6-, 18- or 26-connectivity."""
-    if connectivity not in CONNECTIVITY_TO_RANK:
-        raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity}")
-    return ndimage.generate_binary_structure(3, CONNECTIVITY_TO_RANK[connectivity])
+    """3x3x3 neighbourhood for 6-, 18- or 26-connectivity (``ValueError`` otherwise)."""
+    try:
+        return neighbourhood(connectivity)
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def voxel_volume_ml(ijk_to_ras: np.ndarray) -> float:
@@ -70,43 +61,18 @@ def anomaly_mask(map_kji: np.ndarray, threshold: float, max_removed_component_vo
     raw = np.asarray(map_kji) > threshold
     if max_removed_component_voxels <= 0 or not raw.any():
         return raw
-    labels, count = ndimage.label(raw, structure=structure_for(connectivity))
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)
-    keep = sizes > max_removed_component_voxels
-    keep[0] = False
-    return keep[labels]
+    return remove_small_components(raw, max_removed_component_voxels, connectivity)
 
 
 def find_findings(map_kji: np.ndarray, mask_kji: np.ndarray, ijk_to_ras: np.ndarray,
                   connectivity: int = 26) -> list[Finding]:
-    """One :class:`Finding` per connected component of ``mask_kji``, largest first (ties: raster order)."""
-    scores = np.asarray(map_kji, dtype=np.float64)
-    mask = np.asarray(mask_kji) > 0
-    if scores.shape != mask.shape:
-        raise ValueError(f"map shape {scores.shape} differs from mask shape {mask.shape}")
-    labels, count = ndimage.label(mask, structure=structure_for(connectivity))
-    if count == 0:
-        return []
-    index = np.arange(1, count + 1)
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    peaks = np.asarray(ndimage.maximum(scores, labels, index), dtype=np.float64).reshape(count)
-    means = np.asarray(ndimage.mean(scores, labels, index), dtype=np.float64).reshape(count)
-    centroids_kji = np.asarray(ndimage.center_of_mass(mask, labels, index), dtype=np.float64).reshape(count, 3)
-    centroids_ijk1 = np.column_stack([centroids_kji[:, ::-1], np.ones(count)])
-    centroids_ras = (np.asarray(ijk_to_ras, dtype=np.float64) @ centroids_ijk1.T).T[:, :3]
-    ml_per_voxel = voxel_volume_ml(ijk_to_ras)
-    order = np.argsort(-sizes, kind="stable")
-    return [
-        Finding(
-            label=rank + 1,
-            voxel_count=int(sizes[n]),
-            volume_ml=float(sizes[n] * ml_per_voxel),
-            peak_score=float(peaks[n]),
-            mean_score=float(means[n]),
-            centroid_ras_mm=(float(centroids_ras[n, 0]), float(centroids_ras[n, 1]), float(centroids_ras[n, 2])),
-        )
-        for rank, n in enumerate(order)
-    ]
+    """One :class:`Finding` per connected component of ``mask_kji``, largest first."""
+    if np.shape(map_kji) != np.shape(mask_kji):
+        raise ValueError(f"map shape {np.shape(map_kji)} differs from mask shape {np.shape(mask_kji)}")
+    ijk_to_lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(ijk_to_ras, dtype=np.float64)
+    spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
+    direction = ijk_to_lps[:3, :3] / spacing
+    return find_regions(mask_kji, map_kji, spacing, ijk_to_lps[:3, 3], direction.ravel(), connectivity)
 
 
 def summarize(findings: list[Finding]) -> FindingsSummary:

@@ -18,6 +18,7 @@ from sklearn.metrics import auc, average_precision_score, roc_curve
 
 from .errors import InputError
 from .postprocess import neighbourhood
+from .regions import voxel_volume_ml
 
 MM3_PER_ML = 1000.0
 METRIC_NAMES = ("dice", "auprc", "auroc")
@@ -30,14 +31,6 @@ def _mask(array: np.ndarray) -> np.ndarray:
 def _require_same_shape(a: np.ndarray, b: np.ndarray, what: str) -> None:
     if np.shape(a) != np.shape(b):
         raise InputError(f"{what}: shapes {np.shape(a)} and {np.shape(b)} differ")
-
-
-def voxel_volume_ml(spacing_mm: Sequence[float]) -> float:
-    """Volume of one voxel in mL from its three spacings in mm (any axis order: only the product matters)."""
-    spacing = np.asarray(spacing_mm, dtype=np.float64)
-    if spacing.shape != (3,) or not np.all(spacing > 0):
-        raise InputError(f"spacing must be three positive numbers in mm, got {tuple(np.ravel(spacing_mm))}")
-    return float(np.prod(spacing)) / MM3_PER_ML
 
 
 def dice(pred: np.ndarray, truth: np.ndarray) -> float:

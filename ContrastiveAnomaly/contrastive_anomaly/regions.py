@@ -17,11 +17,19 @@ import numpy as np
 from scipy import ndimage
 
 from .errors import InputError
-from .metrics import voxel_volume_ml
 from .postprocess import neighbourhood
 
 Vector3 = tuple[float, float, float]
 LPS_TO_RAS = np.array([-1.0, -1.0, 1.0])
+MM3_PER_ML = 1000.0
+
+
+def voxel_volume_ml(spacing_mm: Sequence[float]) -> float:
+    """Volume of one voxel in mL from its three spacings in mm (any axis order: only the product matters)."""
+    spacing = np.asarray(spacing_mm, dtype=np.float64)
+    if spacing.shape != (3,) or not np.all(spacing > 0):
+        raise InputError(f"spacing must be three positive numbers in mm, got {tuple(np.ravel(spacing_mm))}")
+    return float(np.prod(spacing)) / MM3_PER_ML
 
 
 @dataclass
