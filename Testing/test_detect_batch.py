@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 
+import pytest
 import SimpleITK as sitk
 
 from contrastive_anomaly.batch import list_scans, merge_summaries, score_shard
@@ -65,3 +66,20 @@ def test_csv_list_with_relative_paths(tmp_path):
     listing.write_text("id,path,contrast\nfirst,scans/scan0.nii.gz,T1\n")
     [item] = list_scans(listing)
     assert item.scan_id == "first" and item.path == (scans / "scan0.nii.gz").resolve() and item.contrast == "T1"
+
+
+def test_ray_data_adapter_in_local_mode(trained_tiny_model, tmp_path):
+    ray = pytest.importorskip("ray")
+    from contrastive_anomaly.ray_adapter import score_with_ray
+
+    scans = tmp_path / "scans"
+    _write_scans(scans, count=2)
+    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+    try:
+        summary = score_with_ray(list_scans(scans), tmp_path / "out", model=str(trained_tiny_model))
+    finally:
+        ray.shutdown()
+    rows = _rows(summary)
+    assert rows["scan0"]["status"] == "ok" and rows["scan1"]["status"] == "ok"
+    assert rows["broken"]["status"] == "failed"
+    assert (tmp_path / "out" / "scan0" / "anomaly.seg.nrrd").is_file()

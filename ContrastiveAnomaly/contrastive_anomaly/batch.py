@@ -85,13 +85,33 @@ def _row_from_summary(item: ScanItem, summary: dict[str, Any], seconds: float, s
             "seconds": round(seconds, 2), "timings_s": json.dumps(summary.get("timings_s", {})), "error": ""}
 
 
-def _write_csv(rows: list[dict[str, Any]], path: Path) -> None:
+def write_summary_csv(rows: list[dict[str, Any]], path: Path) -> None:
     tmp = path.with_name(f".{path.name}.partial")
     with open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, path)
+
+
+def score_one(item: ScanItem, out_root: Path, loaded: tuple, device: str, fast: bool = False) -> dict[str, Any]:
+    """Score one scan into ``out_root/<scan id>/`` (skipped when complete); returns its summary row."""
+    folder = out_root / item.scan_id
+    started = time.perf_counter()
+    if is_complete(folder):
+        summary = json.loads((folder / OUTPUT_FILES["summary"]).read_text())
+        return _row_from_summary(item, summary, 0.0, "skipped (already done)")
+    shutil.rmtree(folder, ignore_errors=True)  # a half-written scan is redone from scratch
+    request = DetectRequest(input=item.path, out_dir=folder, brain_mask=item.brain_mask, contrast=item.contrast,
+                            device=device, fast=fast)
+    try:
+        summary = detect(request, ProgressReporter("none"), loaded=loaded)
+    except ContrastiveAnomalyError as exc:
+        shutil.rmtree(folder, ignore_errors=True)
+        return {"scan_id": item.scan_id, "path": str(item.path), "status": "failed",
+                "seconds": round(time.perf_counter() - started, 2),
+                "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
+    return _row_from_summary(item, summary, time.perf_counter() - started, "ok")
 
 
 def score_shard(items: list[ScanItem], out_root: Path, model: str | None, device: str, rank: int = 0,
@@ -108,24 +128,8 @@ def score_shard(items: list[ScanItem], out_root: Path, model: str | None, device
     rows: list[dict[str, Any]] = []
     with progress.stage("detect-batch", total=len(mine)) as stage:
         for done, item in enumerate(mine, start=1):
-            folder = out_root / item.scan_id
-            started = time.perf_counter()
-            if is_complete(folder):
-                summary = json.loads((folder / OUTPUT_FILES["summary"]).read_text())
-                rows.append(_row_from_summary(item, summary, 0.0, "skipped (already done)"))
-            else:
-                shutil.rmtree(folder, ignore_errors=True)  # a half-written scan is redone from scratch
-                request = DetectRequest(input=item.path, out_dir=folder, brain_mask=item.brain_mask,
-                                        contrast=item.contrast, device=device, fast=fast)
-                try:
-                    summary = detect(request, ProgressReporter("none"), loaded=loaded)
-                    rows.append(_row_from_summary(item, summary, time.perf_counter() - started, "ok"))
-                except ContrastiveAnomalyError as exc:
-                    shutil.rmtree(folder, ignore_errors=True)
-                    rows.append({"scan_id": item.scan_id, "path": str(item.path), "status": "failed",
-                                 "seconds": round(time.perf_counter() - started, 2),
-                                 "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__})
-            _write_csv(rows, out_root / f"summary.rank{rank}.csv")
+            rows.append(score_one(item, out_root, loaded, device, fast))
+            write_summary_csv(rows, out_root / f"summary.rank{rank}.csv")
             stage.advance(done)
     return rows
 
@@ -138,5 +142,5 @@ def merge_summaries(out_root: Path) -> Path:
             rows += list(csv.DictReader(handle))
     rows.sort(key=lambda row: row["scan_id"])
     path = out_root / "summary.csv"
-    _write_csv(rows, path)
+    write_summary_csv(rows, path)
     return path
