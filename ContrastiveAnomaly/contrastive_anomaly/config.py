@@ -212,6 +212,31 @@ class PreprocessConfig:
 
 
 @dataclass
+class BenchmarkConfig:
+    """The synthetic-lesion benchmark protocol (DATA.md §6, docs/BENCHMARK.md). Not stored in model folders.
+
+    Validation lesions use seeds ``val_seed_start + i`` and test lesions ``test_seed_start + i`` with
+    ``i < seed_range``, so the two ranges never overlap. ``rule_b_fpr`` is the healthy voxel FPR of rule B.
+    ``detection_bins_ml`` are the lesion-size bucket edges (mL) of the detection rate. The z-score baseline divides
+    by ``max(std, zscore_min_std)`` (intensity units) and reports ``|z| / zscore_map_divisor`` so its map has a
+    range like a residual map (the threshold rules are invariant to this scale). ``ddpm_timestep_indices`` is the
+    plain DDPM baseline's single reconstruction level (0-based; t = 500).
+    """
+
+    lesion_kinds: tuple[str, ...] = ("ms", "tumour", "stroke", "control_intensity")
+    lesions_per_kind: int = 2
+    val_seed_start: int = 100_000
+    test_seed_start: int = 200_000
+    seed_range: int = 100_000
+    rule_b_fpr: float = 0.01
+    detection_bins_ml: tuple[float, ...] = (0.1, 1.0, 10.0)
+    zscore_min_std: float = 0.02
+    zscore_map_divisor: float = 10.0
+    ddpm_timestep_indices: tuple[int, ...] = (499,)
+    montage_kind: str = "tumour"
+
+
+@dataclass
 class ModelConfig:
     """Everything needed to rebuild, run and interpret a trained model."""
 
