@@ -149,7 +149,8 @@ def fold_rows(method: str, fold: Fold, scores: CaseScores, postprocess: Postproc
 
 
 def mean_over_folds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows with ``fold = "mean"``: the nan-mean of every numeric column over the folds, per method and kind."""
+    """Rows with ``fold = "mean"``: the nan-mean of every numeric column over the folds, per method and kind
+    (``test_cases`` is summed)."""
     grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
         grouped.setdefault((row["method"], row["lesion_kind"]), []).append(row)
@@ -158,6 +159,9 @@ def mean_over_folds(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         mean: dict[str, Any] = {"method": method, "fold": "mean", "lesion_kind": kind}
         for column in group[0]:
             if column in mean:
+                continue
+            if column == "test_cases":
+                mean[column] = sum(int(r[column]) for r in group)
                 continue
             values = np.array([r[column] for r in group], dtype=np.float64)
             finite = values[np.isfinite(values)]

@@ -82,6 +82,11 @@ def _method_scorers(request: BenchmarkRequest, train: list[Subject], progress: P
     return scorers
 
 
+def _montage_note(method: str) -> str:
+    """The z-score baseline has no reconstruction: say what its panels show."""
+    return "; 'reconstruction' = training mean, map = |z| / divisor" if method == "zscore" else ""
+
+
 def run_benchmark(folds: list[Fold], request: BenchmarkRequest, progress: ProgressReporter | None = None
                   ) -> dict[str, Path]:
     """Run every method on every fold and write the report; returns ``{output name: path}``."""
@@ -113,6 +118,6 @@ def run_benchmark(folds: list[Fold], request: BenchmarkRequest, progress: Progre
                    report.summary_plot(rows, staging / "summary.png")]
         for method, (case, score, threshold, mask) in montage_inputs.items():
             written.append(report.montage(case, score, threshold, mask, staging / f"montage_{method}.png",
-                                          f"{method}: {case.name} ({folds[0].name})"))
+                                          f"{method}: {case.name} ({folds[0].name}){_montage_note(method)}"))
         outputs = {path.stem: request.out_dir / path.name for path in written}
     return outputs
