@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from contrastive_anomaly.benchmark import BenchmarkRequest, Fold, ZScoreBaseline, run_benchmark
-from contrastive_anomaly.benchmark.protocol import check_folds, fold_cases
+from contrastive_anomaly.benchmark.baselines import ZScoreBaseline
+from contrastive_anomaly.benchmark.protocol import Fold, check_folds, fold_cases
+from contrastive_anomaly.benchmark.runner import BenchmarkRequest, run_benchmark
 from contrastive_anomaly.config import BenchmarkConfig, PostprocessConfig
 from contrastive_anomaly.errors import InputError
 from contrastive_anomaly.volumes import Subject
@@ -119,3 +120,20 @@ def test_unknown_method_is_refused(tmp_path):
     with pytest.raises(InputError, match="unknown benchmark methods"):
         run_benchmark(_folds(), request)
     assert not (tmp_path / "b").exists()
+
+
+def test_benchmark_command_parses_and_refuses_a_missing_corpus(tmp_path):
+    import argparse
+
+    from contrastive_anomaly.benchmark.cli import add_benchmark_parser, run_benchmark_command
+    from contrastive_anomaly.errors import ContrastiveAnomalyError
+    from contrastive_anomaly.progress import ProgressReporter
+
+    parser = argparse.ArgumentParser()
+    add_benchmark_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["benchmark", "--corpus", str(tmp_path / "none"), "--out", str(tmp_path / "o"),
+                              "--methods", "zscore", "--lesions-per-kind", "1"])
+    assert args.methods == "zscore" and args.lesions_per_kind == 1 and args.preset == "compact"
+    with pytest.raises(ContrastiveAnomalyError, match="manifest"):
+        run_benchmark_command(args, ProgressReporter("none"))
+    assert not (tmp_path / "o").exists()

@@ -1,7 +1,7 @@
-"""Synthetic-lesion benchmark of the method against its baselines (issue 4 items 4–5; docs/BENCHMARK.md)."""
+"""Synthetic-lesion benchmark of the method against its baselines (issue 4 items 4–5; docs/BENCHMARK.md).
 
-from .baselines import METHODS, ZScoreBaseline
-from .protocol import Fold
-from .runner import BenchmarkRequest, run_benchmark
-
-__all__ = ["METHODS", "BenchmarkRequest", "Fold", "ZScoreBaseline", "run_benchmark"]
+Modules: :mod:`.protocol` (folds, lesion cases, thresholds and metrics per fold), :mod:`.baselines` (the z-score
+baseline and the learned methods as scorers), :mod:`.runner` (:func:`run_benchmark`), :mod:`.report` (CSV,
+Markdown, PNGs), :mod:`.corpus` (folds from the registry corpus), :mod:`.cli` (the ``benchmark`` command).
+Nothing is imported here, so ``contrastive-anomaly --help`` stays free of torch.
+"""
