@@ -28,6 +28,7 @@ def add_benchmark_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
                        help="model size of the learned methods (default compact)")
     bench.add_argument("--steps-encoder", type=int, help="stage-1 optimisation steps (default: the preset's)")
     bench.add_argument("--steps", type=int, help="stage-2 optimisation steps (default: the preset's)")
+    bench.add_argument("--batch-size", type=int, help="batch size of both stages (default: the preset's)")
     bench.add_argument("--train-data", type=Path,
                        help="healthy training subjects (e.g. data/bank/train) instead of the corpus templates")
     bench.add_argument("--models-dir", type=Path,
@@ -57,22 +58,25 @@ def run_benchmark_command(args: argparse.Namespace, progress: ProgressReporter) 
     for train_cfg in (cfg.encoder_training, cfg.diffusion_training):
         if args.seed is not None:
             train_cfg.seed = args.seed
+        if args.batch_size is not None:
+            train_cfg.batch_size = args.batch_size
         train_cfg.validate_every = min(train_cfg.validate_every, max(train_cfg.steps, 1))
     settings = BenchmarkConfig()
     if args.lesions_per_kind is not None:
         if args.lesions_per_kind < 1:
             raise InputError("--lesions-per-kind must be at least 1")
         settings.lesions_per_kind = args.lesions_per_kind
-    train = read_volume_folder(args.train_data) if args.train_data else None
-    folds, templates = corpus_folds(args.corpus, cfg.grid.spacing_mm, train)
-    pretrained = {"contrastive": args.contrastive_model} if args.contrastive_model else {}
     if args.contrastive_model is not None and not args.contrastive_model.is_dir():
         raise InputError(f"--contrastive-model folder not found: {args.contrastive_model}")
+    pretrained = {"contrastive": args.contrastive_model} if args.contrastive_model else {}
+    train = read_volume_folder(args.train_data) if args.train_data else None
+    folds, templates = corpus_folds(args.corpus, cfg.grid.spacing_mm, train)
     source = f"from {args.train_data}" if train else "corpus templates"
     notes = [f"training subjects: {len(folds[0].train)} ({source}); "
              f"checkpoint selection and z-score statistics: corpus templates {[s.name for s in templates]}",
              f"preset {args.preset}; encoder steps {cfg.encoder_training.steps}, diffusion steps "
-             f"{cfg.diffusion_training.steps}; lesions per kind per held-out subject {settings.lesions_per_kind}"]
+             f"{cfg.diffusion_training.steps}, batch {cfg.diffusion_training.batch_size}; "
+             f"lesions per kind per held-out subject {settings.lesions_per_kind}"]
     if pretrained:
         notes.append(f"'contrastive' is the pre-trained model {args.contrastive_model} (not retrained here)")
     request = BenchmarkRequest(methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),

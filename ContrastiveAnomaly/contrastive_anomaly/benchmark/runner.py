@@ -74,6 +74,8 @@ def _method_scorers(request: BenchmarkRequest, train: list[Subject], progress: P
             with progress.stage(f"train {method}"):
                 folder = train_method(request.base_cfg, method, request.settings, train,
                                       request.checkpoint_val or train, models_dir / method, progress)
+        else:
+            request.notes.append(f"{method}: existing model {folder} (its config.json records how it was trained)")
         scorer, cfg = learned_scorer(Path(folder), device)
         if tuple(reversed(cfg.grid.shape)) != shape_kji:
             raise InputError(f"model {folder} works on a {cfg.grid.shape} grid (IJK) but the subjects are "
