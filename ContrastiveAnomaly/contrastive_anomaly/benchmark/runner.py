@@ -56,14 +56,15 @@ def _check_request(request: BenchmarkRequest, folds: list[Fold]) -> None:
 
 
 def _method_scorers(request: BenchmarkRequest, train: list[Subject], progress: ProgressReporter
-                    ) -> dict[str, tuple[Scorer, Any]]:
-    """``{method: (scorer, postprocess config)}``, training learned methods that have no model yet."""
+                    ) -> tuple[dict[str, tuple[Scorer, Any]], list[str]]:
+    """``({method: (scorer, postprocess config)}, notes)``, training learned methods that have no model yet."""
     from ..precision import resolve_device
 
     device = resolve_device(request.device)
     models_dir = request.models_dir or request.out_dir / "models"
     shape_kji = train[0].image.shape
     scorers: dict[str, tuple[Scorer, Any]] = {}
+    notes: list[str] = []
     for method in request.methods:
         if method == "zscore":
             baseline = ZScoreBaseline.fit(request.zscore_reference or train, request.settings)
@@ -75,13 +76,13 @@ def _method_scorers(request: BenchmarkRequest, train: list[Subject], progress: P
                 folder = train_method(request.base_cfg, method, request.settings, train,
                                       request.checkpoint_val or train, models_dir / method, progress)
         else:
-            request.notes.append(f"{method}: existing model {folder} (its config.json records how it was trained)")
+            notes.append(f"{method}: existing model {folder} (its config.json records how it was trained)")
         scorer, cfg = learned_scorer(Path(folder), device)
         if tuple(reversed(cfg.grid.shape)) != shape_kji:
             raise InputError(f"model {folder} works on a {cfg.grid.shape} grid (IJK) but the subjects are "
                              f"{shape_kji[::-1]}")
         scorers[method] = (scorer, cfg.postprocess)
-    return scorers
+    return scorers, notes
 
 
 def _montage_note(method: str) -> str:
@@ -94,7 +95,7 @@ def run_benchmark(folds: list[Fold], request: BenchmarkRequest, progress: Progre
     """Run every method on every fold and write the report; returns ``{output name: path}``."""
     progress = progress or ProgressReporter("none")
     _check_request(request, folds)
-    scorers = _method_scorers(request, folds[0].train, progress)
+    scorers, model_notes = _method_scorers(request, folds[0].train, progress)
     settings = request.settings
     montage_kind = settings.montage_kind if settings.montage_kind in settings.lesion_kinds else \
         settings.lesion_kinds[0]
@@ -116,7 +117,8 @@ def run_benchmark(folds: list[Fold], request: BenchmarkRequest, progress: Progre
     outputs: dict[str, Path] = {}
     with staged_outputs(request.out_dir) as staging:
         written = [report.write_csv(rows, staging / "results.csv"),
-                   report.write_markdown(rows, staging / "results.md", request.command, request.notes),
+                   report.write_markdown(rows, staging / "results.md", request.command,
+                                         [*request.notes, *model_notes]),
                    report.summary_plot(rows, staging / "summary.png")]
         for method, (case, score, threshold, mask) in montage_inputs.items():
             written.append(report.montage(case, score, threshold, mask, staging / f"montage_{method}.png",
