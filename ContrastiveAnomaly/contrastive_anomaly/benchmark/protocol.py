@@ -75,8 +75,9 @@ def lesion_cases(subject: Subject, kind: str, contrast: str, first_seed: int, co
 def fold_cases(fold: Fold, settings: BenchmarkConfig, contrast: str) -> tuple[dict[str, list[Subject]],
                                                                               dict[str, list[Subject]]]:
     """Validation and test lesion cases per kind for one fold (validation and test seed ranges never overlap)."""
-    if settings.lesions_per_kind < 1 or settings.lesions_per_kind > settings.seed_range:
-        raise InputError(f"lesions per kind must be between 1 and {settings.seed_range}")
+    limit = settings.seed_range // max(len(settings.lesion_kinds), 1)
+    if not 1 <= settings.lesions_per_kind <= limit:
+        raise InputError(f"lesions per kind must be between 1 and {limit}")
     if abs(settings.test_seed_start - settings.val_seed_start) < settings.seed_range:
         raise InputError("validation and test lesion seed ranges overlap; change BenchmarkConfig seeds")
     val, test = {}, {}
