@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from . import __version__, commands
+from .benchmark.cli import add_benchmark_parser, run_benchmark_command
 from .errors import Cancelled, ContrastiveAnomalyError, InputError
 from .progress import ProgressReporter
 
@@ -151,12 +152,15 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--out", type=Path, required=True, help="corpus folder")
     fetch.add_argument("--no-preprocess", action="store_true", help="only download and verify")
     _add_common(fetch)
+
+    add_benchmark_parser(sub)
     return parser
 
 
 COMMANDS = {"demo": commands.run_demo, "detect": commands.run_detect, "detect-batch": commands.run_detect_batch,
             "train-encoder": commands.run_train_encoder, "train": commands.run_train,
-            "calibrate": commands.run_calibrate, "evaluate": commands.run_evaluate, "data": commands.run_data}
+            "calibrate": commands.run_calibrate, "evaluate": commands.run_evaluate, "data": commands.run_data,
+            "benchmark": run_benchmark_command}
 
 
 def _raise_cancel(signum: int, frame: object) -> None:
