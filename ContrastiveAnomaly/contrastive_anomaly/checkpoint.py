@@ -27,6 +27,7 @@ from . import __version__
 from .config import ModelConfig
 from .errors import CheckpointError
 from .integrity import CHECKSUM_FILE, CONFIG_FILE, WEIGHTS_FILE, sha256_of, verify_model_folder
+from .io import replace_into_place
 
 __all__ = ["CHECKSUM_FILE", "CONFIG_FILE", "WEIGHTS_FILE", "sha256_of", "verify_model_folder", "save_model",
            "load_model_folder", "read_model_config", "load_state_strict", "save_trainer_state", "load_trainer_state"]
@@ -41,7 +42,7 @@ def _write_atomic(path: Path, write: Any) -> None:
     os.close(fd)
     try:
         write(tmp)
-        os.replace(tmp, path)
+        replace_into_place(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
 

@@ -53,6 +53,18 @@ def squeeze_trailing_singleton(image: sitk.Image) -> sitk.Image:
     return image
 
 
+def _default_file_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def replace_into_place(tmp: str | Path, path: str | Path) -> None:
+    """Rename a finished temporary file onto ``path`` with ordinary permissions (mkstemp creates files 0600)."""
+    os.chmod(tmp, _default_file_mode())
+    os.replace(tmp, path)
+
+
 def image_from_array(array_kji: np.ndarray, reference: sitk.Image) -> sitk.Image:
     """Wrap a KJI array in an image carrying ``reference``'s origin, spacing and direction."""
     image = sitk.GetImageFromArray(array_kji)
@@ -72,7 +84,7 @@ def write_image_atomic(image: sitk.Image, path: str | Path, compress: bool = Tru
         raise OutputError(f"cannot write to {path.parent}: {exc.strerror or exc}") from None
     try:
         sitk.WriteImage(image, tmp, useCompression=compress)
-        os.replace(tmp, path)
+        replace_into_place(tmp, path)
     except (RuntimeError, OSError) as exc:
         Path(tmp).unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {str(exc).strip().splitlines()[-1][:160]}") from None

@@ -17,6 +17,7 @@ import SimpleITK as sitk
 import slicerio
 
 from .errors import OutputError
+from .io import replace_into_place
 
 ANOMALY_SEGMENT_NAME = "Anomaly"
 ANOMALY_COLOR_RGB = (213 / 255, 94 / 255, 0 / 255)  # Okabe–Ito vermillion: distinct for all colour-vision types
@@ -51,7 +52,7 @@ def write_anomaly_segmentation(mask_kji: np.ndarray, reference: sitk.Image, path
     os.close(fd)
     try:
         slicerio.write_segmentation(tmp, segmentation)
-        os.replace(tmp, path)
+        replace_into_place(tmp, path)
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
