@@ -33,6 +33,7 @@ from contrastive_anomaly.config import preset
 from contrastive_anomaly.inference import reconstruct_volume
 from contrastive_anomaly.model import AnomalyDiffusionModel
 from contrastive_anomaly.phantom import make_phantom
+from contrastive_anomaly.precision import cpu_description
 
 ROOT = Path(__file__).resolve().parents[1]
 GEMM_SIZE = 2048
@@ -64,17 +65,9 @@ def gemm_peak(dtype: torch.dtype, device: torch.device, repeats: int = 5) -> flo
 
 
 def machine_description() -> dict:
-    flags = ""
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-        model = next(line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name"))
-        present = {f for line in cpuinfo.splitlines() if line.startswith("flags") for f in line.split()}
-        flags = " ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in present)
-    except (OSError, StopIteration):
-        model = platform.processor()
     import monai
 
-    info = {"cpu": model, "cpu_flags": flags, "threads": torch.get_num_threads(), "python": platform.python_version(),
+    info = {"cpu": cpu_description(), "threads": torch.get_num_threads(), "python": platform.python_version(),
             "torch": torch.__version__, "monai": monai.__version__}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)

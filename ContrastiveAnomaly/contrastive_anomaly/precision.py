@@ -20,6 +20,20 @@ PROBE_MATRIX_SIZE = 512
 PROBE_REPEATS = 5
 
 
+def cpu_description() -> str:
+    """CPU model name and its bf16-relevant flags (AVX-512, AVX-512-BF16, AMX) from /proc/cpuinfo, if readable."""
+    try:
+        lines = open("/proc/cpuinfo").read().splitlines()
+    except OSError:
+        import platform
+
+        return platform.processor() or platform.machine()
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "unknown CPU")
+    present = {flag for line in lines if line.startswith("flags") for flag in line.split()}
+    flags = [flag for flag in ("avx512f", "avx512_bf16", "amx_bf16") if flag in present]
+    return f"{model} ({', '.join(flags) or 'no AVX-512/AMX'})"
+
+
 def resolve_device(name: str = "auto") -> torch.device:
     """``auto`` -> CUDA if available else CPU; ``gpu``/``cuda``/``cuda:N``; ``cpu``."""
     name = name.lower()

@@ -13,7 +13,6 @@ process with batch B (up to floating-point summation order), as long as no layer
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,7 +33,7 @@ from .errors import CheckpointError, InputError
 from .masking import MaskedImageModel
 from .model import AnomalyDiffusionModel
 from .noise import NoiseSampler
-from .precision import autocast, resolve_precision
+from .precision import autocast, cpu_description, resolve_precision
 from .progress import ProgressReporter
 from .volumes import Subject
 
@@ -76,7 +75,7 @@ class TrainingResult:
 def _hardware() -> str:
     if torch.cuda.is_available():
         return torch.cuda.get_device_name(0)
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+    return f"{cpu_description()}, {torch.get_num_threads()} threads"
 
 
 def _local_part(values: torch.Tensor | np.ndarray, ctx: DistContext) -> Any:
