@@ -36,17 +36,22 @@ def _vtk_matrix(array: np.ndarray) -> vtk.vtkMatrix4x4:
     return matrix
 
 
-def write_volume(scene, volume_node, path: str | Path) -> Path:
-    """Write a volume (scalar or labelmap) to NIfTI/NRRD through a temporary storage node; return the path."""
-    storage = scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+def _write_with_storage_node(scene, node, storage_class: str, path: str | Path) -> Path:
+    """Write ``node`` through a temporary storage node of ``storage_class`` (compressed); return the path."""
+    storage = scene.AddNewNodeByClass(storage_class)
     try:
         storage.SetFileName(str(path))
         storage.SetUseCompression(1)
-        if not storage.WriteData(volume_node):
-            raise OSError(f"cannot write {volume_node.GetName()} to {path}")
+        if not storage.WriteData(node):
+            raise OSError(f"cannot write {node.GetName()} to {path}")
     finally:
         scene.RemoveNode(storage)
     return Path(path)
+
+
+def write_volume(scene, volume_node, path: str | Path) -> Path:
+    """Write a volume (scalar or labelmap) to NIfTI/NRRD; return the path."""
+    return _write_with_storage_node(scene, volume_node, "vtkMRMLVolumeArchetypeStorageNode", path)
 
 
 def write_mask_in_input_geometry(scene, segmentations_logic, mask_node, input_volume, path: str | Path) -> Path:
@@ -196,15 +201,7 @@ def set_overlay_threshold(map_node, threshold: float) -> None:
 
 def save_segmentation(scene, segmentation_node, path: str | Path) -> Path:
     """Write a ``.seg.nrrd`` (segment names, colours and terminology are kept in its header)."""
-    storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
-    try:
-        storage.SetFileName(str(path))
-        storage.SetUseCompression(1)
-        if not storage.WriteData(segmentation_node):
-            raise OSError(f"cannot write {path}")
-    finally:
-        scene.RemoveNode(storage)
-    return Path(path)
+    return _write_with_storage_node(scene, segmentation_node, "vtkMRMLSegmentationStorageNode", path)
 
 
 def save_labelmap(scene, segmentations_logic, segmentation_node, reference_volume, path: str | Path) -> Path:
