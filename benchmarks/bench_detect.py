@@ -214,7 +214,7 @@ def main() -> None:
         report["cpu_end_to_end"] = end_to_end(args.model, args.repeats)
     args.out.mkdir(parents=True, exist_ok=True)
     name = ("detect_cuda" if torch.cuda.is_available() else "detect_cpu") + ("_e2e" if args.only_e2e else "")
-    (args.out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(report, indent=2))
 
 

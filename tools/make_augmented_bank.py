@@ -43,7 +43,8 @@ def main() -> None:
                 warped, warped_mask, _ = augment.augment_with(image, seed, mask)
                 folder = write_subject(Subject(name=f"{name}-aug{copy:03d}", image=warped, brain_mask=warped_mask),
                                        args.out / role)
-                (folder / "metadata.json").write_text(json.dumps({"source": name, "seed": seed, "role": role}))
+                metadata = json.dumps({"source": name, "seed": seed, "role": role})
+                (folder / "metadata.json").write_text(metadata, encoding="utf-8")
     print(f"bank written to {args.out} in {time.perf_counter() - started:.0f} s")
 
 

@@ -23,7 +23,7 @@ def main() -> None:
     verify_model_folder(args.folder)
     cfg, checkpoint = read_model_config(args.folder)
     registry_path = args.folder.parent / "registry.json"
-    registry = json.loads(registry_path.read_text()) if registry_path.is_file() else {"models": []}
+    registry = json.loads(registry_path.read_text(encoding="utf-8")) if registry_path.is_file() else {"models": []}
     entry = {
         "name": args.name,
         "path": args.folder.name,
@@ -44,7 +44,7 @@ def main() -> None:
         for model in models:
             model["default"] = False
     registry["models"] = sorted([*models, entry], key=lambda m: m["name"])
-    registry_path.write_text(json.dumps(registry, indent=2) + "\n")
+    registry_path.write_text(json.dumps(registry, indent=2) + "\n", encoding="utf-8")
     print(f"registered {args.name} in {registry_path}")
 
 

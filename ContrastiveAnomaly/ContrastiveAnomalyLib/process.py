@@ -177,17 +177,32 @@ def kill_process_tree(pid: int, own_process_group: bool, grace_s: float = DEFAUL
                 process.terminate()
             except psutil.NoSuchProcess:
                 pass
-        _, alive = psutil.wait_procs(processes, timeout=grace_s)
+        # Never wait on ``parent`` itself with psutil: that would reap our own child and its Popen would then
+        # report exit code 0. Poll it without reaping; the caller's Popen.wait collects the status.
+        _, alive = psutil.wait_procs(processes[:-1], timeout=grace_s)
+        deadline = time.monotonic() + grace_s
+        while _running_unreaped(parent, psutil) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _running_unreaped(parent, psutil):
+            alive.append(parent)
         for process in alive:
             try:
                 process.kill()
             except psutil.NoSuchProcess:
                 pass
-        psutil.wait_procs(alive, timeout=grace_s)
+        psutil.wait_procs([p for p in alive if p is not parent], timeout=grace_s)
         if not own_process_group:
             return
     # Also signal the group: it reaches descendants that psutil missed because their parent had already exited.
     _signal_without_psutil(pid, own_process_group, grace_s)
+
+
+def _running_unreaped(process, psutil) -> bool:
+    """True while ``process`` runs (a zombie has exited and only waits to be reaped by its parent)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _signal_without_psutil(pid: int, own_process_group: bool, grace_s: float) -> None:

@@ -50,7 +50,7 @@ def list_scans(source: str | Path) -> list[ScanItem]:
     ``brain_mask``, ``contrast``]; relative paths are relative to the CSV). Sorted by id; ids must be unique."""
     source = Path(source)
     if source.is_file() and source.suffix.lower() == ".csv":
-        with open(source, newline="") as handle:
+        with open(source, newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
         if rows and "path" not in rows[0]:
             raise InputError(f"{source} needs a 'path' column")
@@ -87,7 +87,7 @@ def _row_from_summary(item: ScanItem, summary: dict[str, Any], seconds: float, s
 
 def write_summary_csv(rows: list[dict[str, Any]], path: Path) -> None:
     tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "w", newline="") as handle:
+    with open(tmp, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
@@ -99,7 +99,7 @@ def score_one(item: ScanItem, out_root: Path, loaded: tuple, device: str, fast: 
     folder = out_root / item.scan_id
     started = time.perf_counter()
     if is_complete(folder):
-        summary = json.loads((folder / OUTPUT_FILES["summary"]).read_text())
+        summary = json.loads((folder / OUTPUT_FILES["summary"]).read_text(encoding="utf-8"))
         return _row_from_summary(item, summary, 0.0, "skipped (already done)")
     shutil.rmtree(folder, ignore_errors=True)  # a half-written scan is redone from scratch
     request = DetectRequest(input=item.path, out_dir=folder, brain_mask=item.brain_mask, contrast=item.contrast,
@@ -138,7 +138,7 @@ def merge_summaries(out_root: Path) -> Path:
     """Merge every ``summary.rank*.csv`` into ``summary.csv`` (sorted by scan id)."""
     rows: list[dict[str, Any]] = []
     for part in sorted(out_root.glob("summary.rank*.csv")):
-        with open(part, newline="") as handle:
+        with open(part, newline="", encoding="utf-8") as handle:
             rows += list(csv.DictReader(handle))
     rows.sort(key=lambda row: row["scan_id"])
     path = out_root / "summary.csv"

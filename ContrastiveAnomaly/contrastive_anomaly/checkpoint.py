@@ -68,9 +68,10 @@ def save_model(folder: str | Path, state_dict: dict[str, torch.Tensor], cfg: Mod
     config_data["checkpoint"] = {"kind": kind, "dtype": "float16" if half else "float32", **(metadata or {})}
     _write_atomic(folder / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"kind": kind}))
     _write_atomic(folder / CONFIG_FILE,
-                  lambda tmp: Path(tmp).write_text(json.dumps(config_data, indent=2, sort_keys=True) + "\n"))
+                  lambda tmp: Path(tmp).write_text(json.dumps(config_data, indent=2, sort_keys=True) + "\n",
+                                                   encoding="utf-8"))
     lines = "".join(f"{sha256_of(folder / name)}  {name}\n" for name in (WEIGHTS_FILE, CONFIG_FILE))
-    _write_atomic(folder / CHECKSUM_FILE, lambda tmp: Path(tmp).write_text(lines))
+    _write_atomic(folder / CHECKSUM_FILE, lambda tmp: Path(tmp).write_text(lines, encoding="utf-8"))
     return folder
 
 
@@ -78,7 +79,7 @@ def read_model_config(folder: str | Path) -> tuple[ModelConfig, dict[str, Any]]:
     """Return the folder's :class:`ModelConfig` and its ``checkpoint`` section (no checksum verification)."""
     path = Path(folder) / CONFIG_FILE
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
         checkpoint = data.pop("checkpoint", {})
         return ModelConfig.from_dict(data), checkpoint
     except FileNotFoundError:
@@ -128,14 +129,15 @@ def save_trainer_state(folder: str | Path, optimizer: torch.optim.Optimizer, sta
                 scalars.setdefault(str(index), {})[name] = value
     payload = dict(state, optimizer_scalars=scalars, optimizer_param_groups=optimizer.state_dict()["param_groups"])
     _write_atomic(folder / OPTIMIZER_FILE, lambda tmp: save_file(tensors, tmp))
-    _write_atomic(folder / TRAINER_STATE_FILE, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2)))
+    _write_atomic(folder / TRAINER_STATE_FILE,
+                  lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2), encoding="utf-8"))
 
 
 def load_trainer_state(folder: str | Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     """Restore the optimizer saved by :func:`save_trainer_state` and return the loop state."""
     folder = Path(folder)
     try:
-        payload = json.loads((folder / TRAINER_STATE_FILE).read_text())
+        payload = json.loads((folder / TRAINER_STATE_FILE).read_text(encoding="utf-8"))
         tensors = load_file(str(folder / OPTIMIZER_FILE))
     except (OSError, ValueError, SafetensorError) as exc:
         raise CheckpointError(f"cannot resume from {folder}: {str(exc).splitlines()[0][:160]}") from None

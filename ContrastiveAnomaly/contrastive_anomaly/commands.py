@@ -135,7 +135,7 @@ def run_evaluate(args: argparse.Namespace, progress: ProgressReporter) -> int:
                             progress=progress, fast=args.fast)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "metrics.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+        (args.out / "metrics.json").write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
     if args.progress != "jsonl":
         for rule, result in report["rules"].items():
             mean = result["mean"]

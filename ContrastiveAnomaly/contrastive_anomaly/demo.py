@@ -65,7 +65,8 @@ def run_demo(corpus: Path, out_dir: Path, model: str | None = None, kind: str = 
         planted, truth_kji, params = plant_in_native_space(scan, brain, kind, seed)
         scan_path = write_image_atomic(planted, out_dir / "input_with_synthetic_lesion.nii.gz")
         truth_path = write_image_atomic(image_from_array(truth_kji, scan), out_dir / "synthetic_lesion_mask.nii.gz")
-        (out_dir / "synthetic_lesion.json").write_text(json.dumps(params, indent=2, default=str) + "\n")
+        (out_dir / "synthetic_lesion.json").write_text(json.dumps(params, indent=2, default=str) + "\n",
+                                                       encoding="utf-8")
     summary = detect(DetectRequest(input=scan_path, out_dir=out_dir, model=model, device=device, contrast="T1"),
                      progress)
     predicted = sitk.GetArrayFromImage(sitk.ReadImage(str(out_dir / OUTPUT_FILES["mask"]))) > 0
@@ -81,5 +82,5 @@ def run_demo(corpus: Path, out_dir: Path, model: str | None = None, kind: str = 
             title=f"ROBEX subject (real T1) + synthetic {kind} lesion: Dice {summary['dice']:.2f}",
             threshold=summary["threshold"])
     summary["outputs"].update(input=str(scan_path), truth=str(truth_path), overview=str(figure))
-    (out_dir / "demo_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (out_dir / "demo_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
     return summary

@@ -133,7 +133,7 @@ def detect(request: DetectRequest, progress: ProgressReporter | None = None,
         write_image_atomic(prepared.native_brain_mask, staging / OUTPUT_FILES["brain_mask"])
         write_anomaly_segmentation(mask_kji, reference, staging / OUTPUT_FILES["segmentation"])
         summary["timings_s"] = {k: round(v, 3) for k, v in progress.timings_s.items()}
-        (staging / OUTPUT_FILES["summary"]).write_text(json.dumps(summary, indent=2) + "\n")
+        (staging / OUTPUT_FILES["summary"]).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     outputs = {name: str(out_dir / filename) for name, filename in OUTPUT_FILES.items()}
     progress.result(outputs, threshold=scored.threshold, region_count=summary["region_count"],
                     total_volume_ml=summary["total_volume_ml"])

@@ -38,7 +38,7 @@ def read_registry() -> tuple[Path | None, list[dict]]:
     for folder in registry_folders():
         path = folder / REGISTRY_FILE
         if path.is_file():
-            return folder, json.loads(path.read_text()).get("models", [])
+            return folder, json.loads(path.read_text(encoding="utf-8")).get("models", [])
     return None, []
 
 

@@ -37,7 +37,7 @@ def columns_of(rows: list[dict[str, Any]]) -> list[str]:
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
     """One line per row; numbers at full precision, ``nan`` where a metric is undefined."""
-    with open(path, "w", newline="") as handle:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns_of(rows))
         writer.writeheader()
         writer.writerows(rows)
@@ -69,7 +69,7 @@ def write_markdown(rows: list[dict[str, Any]], path: Path, command: str, notes: 
               "lesion size (rule A); false-positive volume (mL) on the healthy held-out scan; seconds per volume.",
               "", "## Mean of the folds", "", markdown_table(means), "", "## Per fold", "", markdown_table(per_fold),
               ""]
-    path.write_text("\n".join(parts))
+    path.write_text("\n".join(parts), encoding="utf-8")
     return path
 
 

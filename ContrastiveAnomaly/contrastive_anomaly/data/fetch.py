@@ -170,7 +170,7 @@ def _file_record(entry: CorpusFile) -> dict[str, Any]:
 
 def _write_json_atomic(payload: dict[str, Any], path: Path) -> None:
     tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -226,4 +226,4 @@ def load_manifest(out_dir: Path) -> dict[str, Any]:
     path = Path(out_dir) / MANIFEST_NAME
     if not path.is_file():
         raise ContrastiveAnomalyError(f"no corpus manifest in {out_dir}; run 'contrastive-anomaly data fetch' first")
-    return json.loads(path.read_text())
+    return json.loads(path.read_text(encoding="utf-8"))

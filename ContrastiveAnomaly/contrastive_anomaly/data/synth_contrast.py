@@ -144,5 +144,5 @@ def save_synthetic(result: SyntheticContrast, path: Path, reference: sitk.Image)
     image.SetMetaData("ITK_FileNotes", result.label)  # ITK writes this key into the NIfTI descrip field
     write_image_atomic(image, path)
     sidecar = path.with_name(path.name.removesuffix(".gz").removesuffix(".nii") + ".json")
-    sidecar.write_text(json.dumps(result.metadata(), indent=2, sort_keys=True) + "\n")
+    sidecar.write_text(json.dumps(result.metadata(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path

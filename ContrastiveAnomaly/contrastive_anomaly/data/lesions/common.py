@@ -132,7 +132,7 @@ def save_case(case: LesionCase, folder: Path, reference_geometry: sitk.Image | N
             image.SetSpacing([float(s) for s in reversed(case.params["spacing_mm_kji"])])
         write_image_atomic(image, paths[key])
     tmp = paths["params"].with_name(f".{paths['params'].name}.partial")
-    tmp.write_text(json.dumps(case.params, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(case.params, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     tmp.replace(paths["params"])
     return paths
 

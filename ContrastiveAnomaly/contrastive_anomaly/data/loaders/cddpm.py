@@ -78,7 +78,7 @@ def _resolve(root: Path, path: str | None) -> Path | None:
 def _read_rows(csv_path: Path) -> list[dict[str, str]]:
     if not csv_path.is_file():
         raise InputError(f"split file not found: {csv_path}")
-    with open(csv_path, newline="") as stream:
+    with open(csv_path, newline="", encoding="utf-8") as stream:
         rows = list(csv.DictReader(stream))
     required = {"img_name", "label", "img_path"}
     if rows and not required <= set(rows[0]):
@@ -94,7 +94,7 @@ def ixi_available(root: Path, modality: str) -> set[str] | None:
     path = root / "splits" / name
     if not path.is_file():
         raise InputError(f"IXI {modality.upper()} availability list not found: {path}")
-    with open(path, newline="") as stream:
+    with open(path, newline="", encoding="utf-8") as stream:
         rows = list(csv.reader(stream))
     if not rows:
         return set()
