@@ -107,7 +107,7 @@ def test_tiny_benchmark_end_to_end(tmp_path):
         mean = next(float(r["dice_rule_a"]) for r in rows if r["method"] == method and r["lesion_kind"] == "ms"
                     and r["fold"] == "mean")
         assert mean == pytest.approx(np.mean(fold_dice))
-    markdown = (out / "results.md").read_text()
+    markdown = (out / "results.md").read_text(encoding="utf-8")
     assert "proof of method" in markdown and markdown.count("| ddpm | rot0 |") == 2
     # A second run reuses the trained model instead of training again.
     stamp = (tmp_path / "bench" / "models" / "ddpm" / "model" / "model.safetensors").stat().st_mtime_ns

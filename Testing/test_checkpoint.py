@@ -73,7 +73,7 @@ def test_missing_manifest_and_missing_folder_are_refused(saved, tmp_path):
 
 def test_weights_that_do_not_match_config_give_one_line(saved):
     folder, _, cfg = saved
-    data = json.loads((folder / CONFIG_FILE).read_text())
+    data = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
     data["unet"]["channels"] = [8, 16, 16]
     data["unet"]["norm_num_groups"] = 4
     state_cfg = type(cfg).from_dict({k: v for k, v in data.items() if k != "checkpoint"})

@@ -100,7 +100,7 @@ def test_fetch_extracts_verifies_and_is_idempotent(tmp_path, fake_registry):
     assert records["icbm152_2009a/t1.nii.gz"]["role"] == "train"
     assert records["mni152nlin6asym/mask.nii.gz"]["source_package"] == "nimare==0.22.1"
     assert all(r["licence"] and r["md5"] for r in manifest["files"])
-    assert load_manifest(out) == json.loads((out / "manifest.json").read_text()) == manifest
+    assert load_manifest(out) == json.loads((out / "manifest.json").read_text(encoding="utf-8")) == manifest
 
     fake_registry.calls.clear()
     fetch_corpus(out, downloader=fake_registry.downloader, deb_downloader=fake_registry.deb_downloader,

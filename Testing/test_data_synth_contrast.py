@@ -60,7 +60,7 @@ def test_label_is_written_into_saved_files(tmp_path, phantom):
     reference.SetSpacing((2.0, 2.0, 2.0))
     path = save_synthetic(result, tmp_path / "flair.nii.gz", reference)
     assert sitk.ReadImage(str(path)).GetMetaData("descrip") == "synthetic-FLAIR"
-    sidecar = json.loads((tmp_path / "flair.json").read_text())
+    sidecar = json.loads((tmp_path / "flair.json").read_text(encoding="utf-8"))
     assert sidecar["label"] == "synthetic-FLAIR" and sidecar["seed"] == 0
 
 

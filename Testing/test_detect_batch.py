@@ -93,7 +93,8 @@ def test_ray_data_adapter_in_local_mode(trained_tiny_model, tmp_path):
     scans = tmp_path / "scans"
     _write_scans(scans, count=2)
     completed = subprocess.run([sys.executable, "-c", RAY_SCRIPT, str(scans), str(tmp_path / "out"),
-                                str(trained_tiny_model)], capture_output=True, text=True, timeout=600)
+                                str(trained_tiny_model)], capture_output=True, text=True, encoding="utf-8",
+                               errors="replace", timeout=600)
     assert completed.returncode == 0, completed.stderr[-2000:]
     rows = _rows(tmp_path / "out" / "summary.csv")
     assert rows["scan0"]["status"] == "ok" and rows["scan1"]["status"] == "ok"

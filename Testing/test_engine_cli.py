@@ -59,7 +59,7 @@ def test_detect_writes_outputs_on_the_input_grid_with_jsonl_progress(trained_tin
         np.testing.assert_allclose(output.GetOrigin(), scan.GetOrigin(), atol=1e-5)
         np.testing.assert_allclose(output.GetDirection(), scan.GetDirection(), atol=1e-6)
         np.testing.assert_allclose(output.GetSpacing(), scan.GetSpacing(), atol=1e-6)
-    summary = json.loads(Path(result["outputs"]["summary"]).read_text())
+    summary = json.loads(Path(result["outputs"]["summary"]).read_text(encoding="utf-8"))
     assert summary["region_count"] == len(summary["regions"])
     assert not list(out.glob(".staging*")) and not list(out.glob("*.partial*"))
 
@@ -74,7 +74,7 @@ def test_evaluate_reports_both_threshold_rules(trained_tiny_model, tmp_path, cap
                  "--val", str(tmp_path / "val"), "--healthy", str(tmp_path / "healthy"),
                  "--out", str(tmp_path / "eval"), "--progress", "none", "--device", "cpu"])
     assert code == 0
-    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text(encoding="utf-8"))
     assert {"model", "dice", "fpr@0.01", "fpr@0.05"} <= set(report["thresholds"])
     assert report["thresholds"]["fpr@0.05"] <= report["thresholds"]["fpr@0.01"]
     for rule in report["rules"].values():

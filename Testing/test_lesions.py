@@ -142,7 +142,7 @@ def test_save_case_writes_image_mask_and_params(tmp_path, phantom):
     assert saved.GetOrigin() == (-90.0, -126.0, -72.0)
     assert np.array_equal(sitk.GetArrayFromImage(saved), case.mask_kji)
     assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(paths["image"]))), case.image_kji)
-    params = json.loads(paths["params"].read_text())
+    params = json.loads(paths["params"].read_text(encoding="utf-8"))
     assert params["seed"] == 13 and params["kind"] == "ms" and params["generator"]["count"] >= 5
     plain = save_case(case, tmp_path / "plain")
     assert sitk.ReadImage(str(plain["image"])).GetSpacing() == (2.0, 2.0, 2.0)

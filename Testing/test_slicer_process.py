@@ -52,7 +52,7 @@ def alive(pid: int) -> bool:
     stat = Path(f"/proc/{pid}/stat")
     if stat.exists():
         try:
-            return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+            return stat.read_text(encoding="utf-8").rsplit(")", 1)[1].split()[0] != "Z"
         except (OSError, IndexError):
             return False
     try:
@@ -133,10 +133,10 @@ def test_cancel_kills_the_whole_tree(tmp_path):
     runner, tracker, _, timeout_s = run_fake(tmp_path, "hang")
     pid_file = tmp_path / "grandchild.pid"
     deadline = time.monotonic() + timeout_s
-    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+    while not (pid_file.exists() and pid_file.read_text(encoding="utf-8")) and time.monotonic() < deadline:
         runner.poll()
         time.sleep(0.05)
-    grandchild = int(pid_file.read_text())
+    grandchild = int(pid_file.read_text(encoding="utf-8"))
     assert alive(runner.pid) and alive(grandchild)
     tracker.cancelled = True
     runner.cancel()

@@ -42,7 +42,7 @@ def test_stage2_validation_loss_decreases(tmp_path):
     assert main(["train", "--config", str(config), "--phantoms", "5", "--out", str(tmp_path / "run"),
                  "--progress", "none"]) == 0
     history = load_model_folder(tmp_path / "run" / "last")[2]
-    state = (tmp_path / "run" / "last" / "trainer_state.json").read_text()
+    state = (tmp_path / "run" / "last" / "trainer_state.json").read_text(encoding="utf-8")
     assert history["step"] == 24 and '"history"' in state
     import json
 
@@ -94,7 +94,8 @@ def test_two_rank_ddp_matches_single_process(tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
                f"--master_port={_free_port()}", "-m", "contrastive_anomaly.cli", *args,
                "--out", str(tmp_path / "ddp")]
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, encoding="utf-8", errors="replace",
+                               timeout=600)
     assert completed.returncode == 0, completed.stderr[-2000:]
     difference = _max_difference(_weights(tmp_path / "single" / "last"), _weights(tmp_path / "ddp" / "last"))
     assert difference < DDP_TOLERANCE

@@ -157,7 +157,8 @@ def end_to_end(model: str, repeats: int) -> dict:
             # The child reports its own VmHWM: ru_maxrss of a child also counts the forked parent before exec.
             command = [sys.executable, "-c", CHILD, str(scan), str(Path(work) / f"out{index}"), model]
             start = time.perf_counter()
-            completed = subprocess.run(command, capture_output=True, text=True, check=False)
+            completed = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", errors="replace",
+                                       check=False)
             wall = time.perf_counter() - start
             lines = completed.stdout.strip().splitlines()
             last = json.loads(lines[-2])

@@ -61,7 +61,7 @@ def pipeline_peak_mb(image: sitk.Image, threads: int) -> float:
         path = str(Path(tmp) / "head.nii")
         sitk.WriteImage(image, path)
         out = subprocess.run([sys.executable, "-c", CHILD, path, str(threads)], check=True, capture_output=True,
-                             text=True)
+                             text=True, encoding="utf-8", errors="replace")
     return float(out.stdout.strip().splitlines()[-1])
 
 

@@ -71,7 +71,8 @@ def pip_download(package: Package, dest_dir: Path) -> Path:
     if package.pip_platform:
         command[5:5] = ["--platform", package.pip_platform]
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=PIP_COMMAND_TIMEOUT_S)
+        result = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", errors="replace",
+                                timeout=PIP_COMMAND_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise RegistryError(f"PyPI did not answer within {PIP_COMMAND_TIMEOUT_S} s while downloading "
                             f"{package.spec}; check the network or PIP_INDEX_URL") from None
@@ -94,7 +95,7 @@ def apt_download(package: Package, dest_dir: Path) -> Path:
     if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
         raise AptUnavailable("apt-get/dpkg not found")
     result = subprocess.run(["apt-get", "download", "-q", package.spec], cwd=dest_dir, capture_output=True,
-                            text=True, timeout=PIP_COMMAND_TIMEOUT_S)
+                            text=True, encoding="utf-8", errors="replace", timeout=PIP_COMMAND_TIMEOUT_S)
     if result.returncode != 0:
         raise RegistryError(f"cannot download {package.spec} from Debian (apt-get: {_last_line(result.stderr)}); "
                             "run 'apt-get update' and check the network")
