@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import ModelConfig
+from .config import ModelConfig, PostprocessConfig
 from .metrics import evaluate_volumes, false_positive_volume_ml, lesion_detection, merge_lesion_detection
 from .model import AnomalyDiffusionModel
 from .postprocess import binarize, effective_threshold
@@ -24,12 +24,25 @@ from .scoring import VolumeScore, score_volume
 from .thresholds import best_dice_threshold, fpr_thresholds
 from .volumes import Subject
 
+DETECTION_BINS_ML = (0.1, 1.0, 10.0)  # lesion-size bucket bounds, mL
+
 
 def score_subjects(model: AnomalyDiffusionModel, cfg: ModelConfig, subjects: list[Subject], device: torch.device,
                    progress: ProgressReporter | None = None, fast: bool = False) -> list[VolumeScore]:
     """Score every subject (reconstruction and filtered map); returns one :class:`VolumeScore` per subject."""
     progress = progress or ProgressReporter("none")
     return [score_volume(model, cfg, s.image, s.brain_mask, device, progress, fast=fast) for s in subjects]
+
+
+def rule_report(subjects: list[Subject], scores: list[VolumeScore], threshold: float,
+                postprocess: PostprocessConfig, bins_ml: tuple[float, ...] = DETECTION_BINS_ML) -> dict[str, Any]:
+    """Metrics of labelled ``subjects`` at one threshold: ``evaluate_volumes`` output plus ``detection`` (per
+    lesion-size bucket, mL bounds ``bins_ml``)."""
+    masks = [binarize(score.filtered, threshold, postprocess) for score in scores]
+    report = evaluate_volumes([score.filtered for score in scores], masks, [s.label for s in subjects])
+    report["detection"] = merge_lesion_detection([lesion_detection(mask, s.label, s.spacing_mm, bins_ml)
+                                                  for mask, s in zip(masks, subjects, strict=True)])
+    return report
 
 
 def calibrate_fpr_threshold(model: AnomalyDiffusionModel, cfg: ModelConfig, healthy: list[Subject],
@@ -69,10 +82,7 @@ def evaluate_model(model: AnomalyDiffusionModel, cfg: ModelConfig, test: list[Su
     healthy_test_scores = score_subjects(model, cfg, healthy_test, device, fast=fast) if healthy_test else []
     rules: dict[str, Any] = {}
     for rule, threshold in thresholds.items():
-        masks = [binarize(s.filtered, threshold, cfg.postprocess) for s in test_scores]
-        report = evaluate_volumes([s.filtered for s in test_scores], masks, [s.label for s in test])
-        report["detection"] = merge_lesion_detection([lesion_detection(m, s.label, s.spacing_mm)
-                                                      for m, s in zip(masks, test, strict=True)])
+        report = rule_report(test, test_scores, threshold, cfg.postprocess)
         report["healthy_fp_ml"] = [false_positive_volume_ml(binarize(h.filtered, threshold, cfg.postprocess),
                                                             subject.spacing_mm)
                                    for h, subject in zip(healthy_test_scores, healthy_test or [], strict=True)]

@@ -13,6 +13,7 @@ process with batch B (up to floating-point summation order), as long as no layer
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -105,13 +106,19 @@ def _batches(dataset: Dataset, local_batch: int, seed: int, ctx: DistContext, st
         epoch += 1
 
 
-def _intensity_augment(batch: torch.Tensor, seeds: np.ndarray) -> torch.Tensor:
-    """Per-slice gamma, bias field and blur (MONAI transforms; METHOD.md §2 lists the S2 augmentation)."""
+@functools.cache
+def _slice_intensity_transform():
+    """Per-slice gamma, bias field and blur (MONAI transforms; METHOD.md §2 lists the S2 augmentation); built once."""
     from monai.transforms import Compose, RandAdjustContrast, RandBiasField, RandGaussianSmooth
 
-    transform = Compose([RandAdjustContrast(prob=0.5, gamma=(0.7, 1.5)),
-                         RandBiasField(prob=0.25, coeff_range=(0.0, 0.2)),
-                         RandGaussianSmooth(prob=0.25, sigma_x=(0.25, 1.0), sigma_y=(0.25, 1.0))])
+    return Compose([RandAdjustContrast(prob=0.5, gamma=(0.7, 1.5)),
+                    RandBiasField(prob=0.25, coeff_range=(0.0, 0.2)),
+                    RandGaussianSmooth(prob=0.25, sigma_x=(0.25, 1.0), sigma_y=(0.25, 1.0))])
+
+
+def _intensity_augment(batch: torch.Tensor, seeds: np.ndarray) -> torch.Tensor:
+    """Augment each slice of ``batch`` [B, 1, H, W] with its own seed (reproducible per global sample)."""
+    transform = _slice_intensity_transform()
     out = []
     for image, seed in zip(batch, seeds, strict=True):
         transform.set_random_state(seed=int(seed))

@@ -25,7 +25,8 @@ import numpy as np
 from ..config import BenchmarkConfig, PostprocessConfig
 from ..data.lesions.plant import plant_lesion
 from ..errors import InputError
-from ..metrics import evaluate_volumes, false_positive_volume_ml, lesion_detection, merge_lesion_detection
+from ..evaluation import rule_report
+from ..metrics import false_positive_volume_ml
 from ..postprocess import binarize
 from ..scoring import VolumeScore
 from ..thresholds import best_dice_threshold, fpr_thresholds
@@ -105,12 +106,8 @@ def score_fold(scorer: Scorer, fold: Fold, val_cases: dict[str, list[Subject]],
 
 
 def _rule_metrics(cases: list[tuple[Subject, VolumeScore]], threshold: float, postprocess: PostprocessConfig,
-                  bins_ml: tuple[float, ...]) -> tuple[dict[str, Any], list[np.ndarray]]:
-    masks = [binarize(score.filtered, threshold, postprocess) for _, score in cases]
-    report = evaluate_volumes([score.filtered for _, score in cases], masks, [s.label for s, _ in cases])
-    report["detection"] = merge_lesion_detection([lesion_detection(mask, s.label, s.spacing_mm, bins_ml)
-                                                  for mask, (s, _) in zip(masks, cases, strict=True)])
-    return report, masks
+                  bins_ml: tuple[float, ...]) -> dict[str, Any]:
+    return rule_report([s for s, _ in cases], [score for _, score in cases], threshold, postprocess, bins_ml)
 
 
 def bucket_name(lower_ml: float, upper_ml: float | None) -> str:
@@ -130,8 +127,8 @@ def fold_rows(method: str, fold: Fold, scores: CaseScores, postprocess: Postproc
         val_cases = scores.val_cases[kind]
         threshold_a = best_dice_threshold([s.filtered for _, s in val_cases], [c.label for c, _ in val_cases],
                                           postprocess)
-        report_a, _ = _rule_metrics(test_cases, threshold_a, postprocess, settings.detection_bins_ml)
-        report_b, _ = _rule_metrics(test_cases, threshold_b, postprocess, settings.detection_bins_ml)
+        report_a = _rule_metrics(test_cases, threshold_a, postprocess, settings.detection_bins_ml)
+        report_b = _rule_metrics(test_cases, threshold_b, postprocess, settings.detection_bins_ml)
         row: dict[str, Any] = {
             "method": method, "fold": fold.name, "lesion_kind": kind, "test_cases": len(test_cases),
             "dice_rule_a": report_a["mean"]["dice"], "dice_rule_b": report_b["mean"]["dice"],
