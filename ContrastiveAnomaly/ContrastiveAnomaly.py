@@ -1,8 +1,8 @@
 """3D Slicer module "Contrastive Anomaly": unsupervised brain-MRI anomaly detection (Patrício et al. 2024).
 
-The heavy work (torch, MONAI) runs in a child process, ``PythonSlicer -m contrastive_anomaly.cli detect``; this file
-only holds the thin Slicer layer: module metadata, parameter node, widget, and the Logic and Test classes Slicer
-looks up by name. The logic's body is ``ContrastiveAnomalyLib/logic.py``, MRML operations are in
+The heavy work (torch, MONAI) runs in a child process, ``PythonSlicer -m contrastive_anomaly.cli.main detect``;
+this file only holds the thin Slicer layer: module metadata, parameter node, widget, and the Logic and Test classes
+Slicer looks up by name. The logic's body is ``ContrastiveAnomalyLib/logic.py``, MRML operations are in
 ``slicer_bridge.py``, panel decisions in ``widget_state.py`` (pure Python) and the self-test cases in
 ``self_test.py``.
 Nothing here imports torch or MONAI, so Slicer can load the module before those are installed.

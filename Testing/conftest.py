@@ -17,7 +17,7 @@ def trained_tiny_model(tmp_path_factory) -> Path:
     """Stage 1 then stage 2 of the small test config on phantoms; returns the calibrated model folder."""
     import torch
 
-    from contrastive_anomaly.cli import main
+    from contrastive_anomaly.cli.main import main
     from engine_fixtures import small_config
 
     torch.set_num_threads(2)

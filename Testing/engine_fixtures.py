@@ -7,7 +7,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from contrastive_anomaly.config import GridConfig, ModelConfig, tiny_config
-from contrastive_anomaly.volumes import Subject, phantom_subjects
+from contrastive_anomaly.data.volumes import Subject, phantom_subjects
 
 SMALL_GRID = GridConfig(crop_shape_1mm=(64, 64, 32), spacing_mm=2.0, shape=(32, 32, 16))
 

@@ -7,12 +7,12 @@ import pytest
 import SimpleITK as sitk
 
 from contrastive_anomaly.config import preset
-from contrastive_anomaly.dicom import SERIES_UID_KEY, read_dicom_series
+from contrastive_anomaly.data.phantom_head import head_phantom
 from contrastive_anomaly.errors import InputError, RegistrationError
-from contrastive_anomaly.io import read_image
 from contrastive_anomaly.preprocess import prepare_volume
-from contrastive_anomaly.preprocess.phantom_head import head_phantom
 from contrastive_anomaly.preprocess.validate import max_input_voxels, validate_image
+from contrastive_anomaly.storage.dicom import SERIES_UID_KEY, read_dicom_series
+from contrastive_anomaly.storage.files import read_image
 
 SPACING = (3.0, 3.0, 3.0)
 SIZE = (64, 76, 64)

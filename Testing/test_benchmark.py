@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from contrastive_anomaly.benchmark.baselines import ZScoreBaseline
-from contrastive_anomaly.benchmark.protocol import Fold, check_folds, fold_cases
-from contrastive_anomaly.benchmark.runner import BenchmarkRequest, run_benchmark
 from contrastive_anomaly.config import BenchmarkConfig, PostprocessConfig
+from contrastive_anomaly.data.volumes import Subject
 from contrastive_anomaly.errors import InputError
-from contrastive_anomaly.volumes import Subject
+from contrastive_anomaly.jobs.lesion_benchmark.baselines import ZScoreBaseline
+from contrastive_anomaly.jobs.lesion_benchmark.protocol import Fold, check_folds, fold_cases
+from contrastive_anomaly.jobs.lesion_benchmark.runner import BenchmarkRequest, run_benchmark
 from engine_fixtures import small_config, small_subjects
 
 SHAPE_KJI = (8, 12, 12)
@@ -125,9 +125,9 @@ def test_unknown_method_is_refused(tmp_path):
 def test_benchmark_command_parses_and_refuses_a_missing_corpus(tmp_path):
     import argparse
 
-    from contrastive_anomaly.benchmark.cli import add_benchmark_parser, run_benchmark_command
     from contrastive_anomaly.errors import ContrastiveAnomalyError
-    from contrastive_anomaly.progress import ProgressReporter
+    from contrastive_anomaly.jobs.lesion_benchmark.command import add_benchmark_parser, run_benchmark_command
+    from contrastive_anomaly.runtime.progress import ProgressReporter
 
     parser = argparse.ArgumentParser()
     add_benchmark_parser(parser.add_subparsers(dest="command"))

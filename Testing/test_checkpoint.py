@@ -7,7 +7,9 @@ import json
 import pytest
 import torch
 
-from contrastive_anomaly.checkpoint import (
+from contrastive_anomaly.errors import CheckpointError
+from contrastive_anomaly.method.diffusion_model import AnomalyDiffusionModel
+from contrastive_anomaly.storage.checkpoint import (
     CHECKSUM_FILE,
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -18,8 +20,6 @@ from contrastive_anomaly.checkpoint import (
     save_trainer_state,
     verify_model_folder,
 )
-from contrastive_anomaly.errors import CheckpointError
-from contrastive_anomaly.model import AnomalyDiffusionModel
 from engine_fixtures import small_config
 
 

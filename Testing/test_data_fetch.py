@@ -15,7 +15,6 @@ import pytest
 import SimpleITK as sitk
 
 from contrastive_anomaly.data import fetch as fetch_module
-from contrastive_anomaly.data.corpus import CORPUS_FILES, PACKAGES, SUBJECTS, CorpusFile, Package
 from contrastive_anomaly.data.corpus_preprocess import load_preprocessed, load_tissue, tissue_on_model_grid
 from contrastive_anomaly.data.fetch import (
     AptUnavailable,
@@ -25,6 +24,7 @@ from contrastive_anomaly.data.fetch import (
     load_manifest,
     pip_download,
 )
+from contrastive_anomaly.data.registry_corpus import CORPUS_FILES, PACKAGES, SUBJECTS, CorpusFile, Package
 from contrastive_anomaly.errors import ContrastiveAnomalyError, OutputError
 
 

@@ -8,8 +8,8 @@ import csv
 import pytest
 import SimpleITK as sitk
 
-from contrastive_anomaly.batch import list_scans, merge_summaries, score_shard
-from contrastive_anomaly.cli import main
+from contrastive_anomaly.cli.main import main
+from contrastive_anomaly.jobs.batch import list_scans, merge_summaries, score_shard
 from engine_fixtures import small_subjects
 
 
@@ -72,8 +72,8 @@ RAY_SCRIPT = """
 import sys
 from pathlib import Path
 import ray
-from contrastive_anomaly.batch import list_scans
-from contrastive_anomaly.ray_adapter import score_with_ray
+from contrastive_anomaly.jobs.batch import list_scans
+from contrastive_anomaly.jobs.ray_adapter import score_with_ray
 ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
 try:
     print(score_with_ray(list_scans(Path(sys.argv[1])), Path(sys.argv[2]), model=sys.argv[3]))

@@ -7,8 +7,8 @@ import pytest
 import SimpleITK as sitk
 
 from contrastive_anomaly.config import preset
+from contrastive_anomaly.data.phantom_head import make_grid, make_head_phantom, rotation_matrix
 from contrastive_anomaly.preprocess import prepare_volume, to_native
-from contrastive_anomaly.preprocess.phantom_head import make_grid, make_head_phantom, rotation_matrix
 
 GEOMETRIES = {
     "LPS": dict(size=(64, 76, 64), spacing=(3.0, 3.0, 3.0), direction=np.eye(3)),

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from contrastive_anomaly.inference import activation_bytes_per_input, inputs_per_batch, reconstruct_volume
-from contrastive_anomaly.model import AnomalyDiffusionModel
+from contrastive_anomaly.method.diffusion_model import AnomalyDiffusionModel
+from contrastive_anomaly.scoring.inference import activation_bytes_per_input, inputs_per_batch, reconstruct_volume
 from engine_fixtures import small_config, small_subjects
 
 # bf16 autocast vs fp32 on the same input: largest allowed |difference| of the reconstruction, in intensity units.

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from contrastive_anomaly.losses import cell_edges, eps_infonce, masked_patch_mse
+from contrastive_anomaly.method.losses import cell_edges, eps_infonce, masked_patch_mse
 
 TAU, EPS = 0.07, 0.5
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from contrastive_anomaly.metrics import auroc
-from contrastive_anomaly.model import AnomalyDiffusionModel
-from contrastive_anomaly.phantom import plant_sphere_lesion
-from contrastive_anomaly.scoring import score_volume
-from contrastive_anomaly.training import train_diffusion
+from contrastive_anomaly.data.phantom_subjects import plant_sphere_lesion
+from contrastive_anomaly.method.diffusion_model import AnomalyDiffusionModel
+from contrastive_anomaly.scoring.metrics import auroc
+from contrastive_anomaly.scoring.volume_score import score_volume
+from contrastive_anomaly.training.loops import train_diffusion
 from engine_fixtures import small_config, small_subjects
 
 # Required ratio of the mean filtered score inside the lesion to the mean over healthy brain voxels.
@@ -27,7 +27,7 @@ def trained(tmp_path_factory):
     cfg.diffusion_training.intensity_augmentation = False
     folder = tmp_path_factory.mktemp("method")
     train_diffusion(cfg, small_subjects(8), small_subjects(2, first_seed=20), folder)
-    from contrastive_anomaly.models import load_detector
+    from contrastive_anomaly.storage.registry import load_detector
 
     model, cfg, _ = load_detector(folder / "last", torch.device("cpu"))
     return model, cfg

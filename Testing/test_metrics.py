@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from contrastive_anomaly.errors import InputError
-from contrastive_anomaly.metrics import (
+from contrastive_anomaly.scoring.metrics import (
     auprc,
     auroc,
     dice,

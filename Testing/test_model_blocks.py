@@ -12,10 +12,10 @@ from monai.networks.nets.diffusion_model_unet import DiffusionUNetResnetBlock
 from torch.utils.flop_counter import FlopCounterMode
 
 from contrastive_anomaly.config import ModelConfig, UNetConfig, paper_config, tiny_config
-from contrastive_anomaly.encoder import ConditionEncoder, ResNetEncoder, load_stage1_trunk
-from contrastive_anomaly.masking import MaskedImageModel, random_cell_mask
-from contrastive_anomaly.model import AnomalyDiffusionModel
-from contrastive_anomaly.unet import ConditionalDiffusionUNet
+from contrastive_anomaly.method.diffusion_model import AnomalyDiffusionModel
+from contrastive_anomaly.method.encoder import ConditionEncoder, ResNetEncoder, load_stage1_trunk
+from contrastive_anomaly.method.masking import MaskedImageModel, random_cell_mask
+from contrastive_anomaly.method.unet import ConditionalDiffusionUNet
 
 SIZE = 32  # tiny slices: 32 px still gives a 1×1 last encoder map (stride 32) and a 3×3 mask grid
 

@@ -1,4 +1,4 @@
-"""Tests for contrastive_anomaly.noise: bit-exact OpenSimplex, the fractal field's axis order and statistics, and
+"""Tests for contrastive_anomaly.method.noise: bit-exact OpenSimplex, the fractal field's axis order and statistics, and
 the NoiseSampler's batch sharing, determinism and Gaussian option.
 
 opensimplex (pure Python here, ≈ 6 µs per point) is only called on a few small grids to keep the file fast.
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from contrastive_anomaly.config import NoiseConfig
-from contrastive_anomaly.noise import NoiseSampler, OpenSimplex2D, permutation_table, simplex_field
+from contrastive_anomaly.method.noise import NoiseSampler, OpenSimplex2D, permutation_table, simplex_field
 
 OCTAVES = 6
 PERSISTENCE = 0.8

@@ -8,7 +8,7 @@ from scipy import ndimage
 
 from contrastive_anomaly.config import PostprocessConfig
 from contrastive_anomaly.errors import InputError
-from contrastive_anomaly.postprocess import (
+from contrastive_anomaly.scoring.postprocess import (
     binarize,
     effective_threshold,
     erode_brain_mask,
@@ -17,7 +17,7 @@ from contrastive_anomaly.postprocess import (
     remove_small_components,
     residual_map,
 )
-from contrastive_anomaly.thresholds import (
+from contrastive_anomaly.scoring.thresholds import (
     best_dice_threshold,
     dice_search,
     fpr_threshold,

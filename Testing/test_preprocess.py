@@ -10,13 +10,13 @@ import pytest
 import SimpleITK as sitk
 
 from contrastive_anomaly.config import preset
+from contrastive_anomaly.data.phantom_head import head_phantom
 from contrastive_anomaly.errors import RegistrationError
 from contrastive_anomaly.preprocess import prepare_file, prepare_volume
 from contrastive_anomaly.preprocess.intensity import percentile_normalise
-from contrastive_anomaly.preprocess.phantom_head import head_phantom
 from contrastive_anomaly.preprocess.quality import raise_or_warn
 from contrastive_anomaly.preprocess.templates import model_grid, model_template
-from contrastive_anomaly.progress import ProgressReporter
+from contrastive_anomaly.runtime.progress import ProgressReporter
 
 # Brain-extraction Dice floors on the 3 mm phantom (docs/PREPROCESSING.md; measured 0.89 T1, 0.87 T2).
 DICE_FLOOR = {"T1": 0.85, "T2": 0.82}

@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from contrastive_anomaly.errors import InputError
-from contrastive_anomaly.regions import find_regions, label_regions, regions_summary
+from contrastive_anomaly.scoring.regions import find_regions, label_regions, regions_summary
 
 SPACING_IJK = (0.5, 2.0, 3.0)  # mm; one voxel = 3 mm³ = 0.003 mL
 ORIGIN_LPS = (10.0, -20.0, 5.0)

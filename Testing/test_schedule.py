@@ -9,7 +9,7 @@ import torch
 from monai.networks.schedulers import DDPMScheduler
 
 from contrastive_anomaly.config import DiffusionConfig
-from contrastive_anomaly.schedule import CosineSchedule
+from contrastive_anomaly.method.schedule import CosineSchedule
 
 
 def closed_form_alpha_bar(k: int, num_timesteps: int = 1000, s: float = 0.008) -> float:

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from contrastive_anomaly.checkpoint import WEIGHTS_FILE, sha256_of, verify_model_folder
 from contrastive_anomaly.errors import CheckpointError
-from contrastive_anomaly.models import read_registry, resolve_model
+from contrastive_anomaly.storage.checkpoint import WEIGHTS_FILE, sha256_of, verify_model_folder
+from contrastive_anomaly.storage.registry import read_registry, resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "models" / "t1-compact"
@@ -39,7 +39,7 @@ def test_registry_lists_the_default_model_with_matching_checksum():
 def test_shipped_weights_load_strictly():
     import torch
 
-    from contrastive_anomaly.models import load_detector
+    from contrastive_anomaly.storage.registry import load_detector
 
     model, cfg, _ = load_detector(None, torch.device("cpu"))
     assert cfg.contrast == "T1" and cfg.postprocess.threshold is not None
@@ -58,7 +58,7 @@ def test_tampered_copy_is_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    from contrastive_anomaly.demo import run_demo
+    from contrastive_anomaly.jobs.demo import run_demo
 
     root = tmp_path_factory.mktemp("demo")
     summary = run_demo(ROOT / "data" / "registry", root / "out", device="cpu")
@@ -72,8 +72,8 @@ def test_planted_lesion_in_held_out_brain_is_found(demo_run):
 
 
 def test_healthy_held_out_brain_has_little_false_positive_volume(tmp_path):
-    from contrastive_anomaly.demo import demo_scan
-    from contrastive_anomaly.detect import DetectRequest, detect
+    from contrastive_anomaly.jobs.demo import demo_scan
+    from contrastive_anomaly.jobs.detect import DetectRequest, detect
 
     scan, _ = demo_scan(ROOT / "data" / "registry")
     sitk.WriteImage(scan, str(tmp_path / "healthy.nii.gz"))

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("slicer_core", reason="needs PyPI slicer-core")
-pytest.importorskip("contrastive_anomaly.phantom")
+pytest.importorskip("contrastive_anomaly.data.phantom_subjects")
 
 import slicer.util  # noqa: E402
 
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_slicer_bridge import Mrml  # noqa: E402
 
 from contrastive_anomaly.config import GridConfig  # noqa: E402
-from contrastive_anomaly.phantom import make_phantom, plant_sphere_lesion  # noqa: E402
+from contrastive_anomaly.data.phantom_subjects import make_phantom, plant_sphere_lesion  # noqa: E402
 from ContrastiveAnomalyLib import appearance, findings, model_registry, process, slicer_bridge  # noqa: E402
 
 pytestmark = [pytest.mark.slicer_core, pytest.mark.slow]

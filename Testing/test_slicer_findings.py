@@ -82,8 +82,8 @@ def test_connectivity_changes_region_count():
 
 
 def test_agrees_with_engine_regions_when_available():
-    regions = pytest.importorskip("contrastive_anomaly.regions")
-    postprocess = pytest.importorskip("contrastive_anomaly.postprocess")
+    regions = pytest.importorskip("contrastive_anomaly.scoring.regions")
+    postprocess = pytest.importorskip("contrastive_anomaly.scoring.postprocess")
     config = pytest.importorskip("contrastive_anomaly.config")
     scores = hand_phantom()
     cfg = config.PostprocessConfig()

@@ -76,7 +76,7 @@ FAKE_ENGINE = textwrap.dedent('''
 
 
 class FakeEngineLauncher:
-    """Runs the fake engine instead of ``python -m contrastive_anomaly.cli``; records the contract arguments."""
+    """Runs the fake engine instead of ``python -m contrastive_anomaly.cli.main``; records the contract arguments."""
 
     def __init__(self, script: Path):
         self.script = script
@@ -85,7 +85,7 @@ class FakeEngineLauncher:
         self.cwd = None
 
     def start(self, args, env, cwd, onLine, onFinished):
-        assert args[1:3] == ["-m", "contrastive_anomaly.cli"]
+        assert args[1:3] == ["-m", "contrastive_anomaly.cli.main"]
         self.args, self.cwd = list(args), cwd
         self.runner = process.ChildProcessRunner(on_line=onLine, on_finished=onFinished, kill_grace_s=1.0)
         self.runner.start([sys.executable, str(self.script), *args[3:]], env=None)

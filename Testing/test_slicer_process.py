@@ -153,7 +153,7 @@ def test_cancel_kills_the_whole_tree(tmp_path):
 def test_detect_command_follows_the_cli_contract():
     args = process.detect_command("/py", "/in.nrrd", "/out", "/models/tiny", contrast="T2", device="cpu",
                                   brain_mask="/mask.nrrd", fast=True, threshold=0.25, seed=3)
-    assert args[:5] == ["/py", "-m", "contrastive_anomaly.cli", "detect", "/in.nrrd"]
+    assert args[:5] == ["/py", "-m", "contrastive_anomaly.cli.main", "detect", "/in.nrrd"]
     pairs = {args[i]: args[i + 1] for i in range(5, len(args) - 1) if args[i].startswith("--")}
     assert pairs["--out"] == "/out" and pairs["--model"] == "/models/tiny" and pairs["--progress"] == "jsonl"
     assert pairs["--contrast"] == "T2" and pairs["--device"] == "cpu" and pairs["--brain-mask"] == "/mask.nrrd"

@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parent.parent
 MODULE_DIR = REPO / "ContrastiveAnomaly"
 MODULE_FILE = MODULE_DIR / "ContrastiveAnomaly.py"
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "ContrastiveAnomaly.ui"
-HEAVY_MODULES = {"torch", "monai", "contrastive_anomaly.inference", "contrastive_anomaly.model"}
+HEAVY_MODULES = {"torch", "monai", "contrastive_anomaly.scoring.inference",
+                 "contrastive_anomaly.method.diffusion_model"}
 
 
 def load_tool():

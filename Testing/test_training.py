@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from contrastive_anomaly.checkpoint import load_model_folder
-from contrastive_anomaly.cli import main
+from contrastive_anomaly.cli.main import main
+from contrastive_anomaly.storage.checkpoint import load_model_folder
 from engine_fixtures import small_config
 
 # 2-rank DDP vs single process, same global batch: gradients are averaged in another summation order.
@@ -92,14 +92,14 @@ def test_two_rank_ddp_matches_single_process(tmp_path):
     assert main([*args, "--out", str(tmp_path / "single")]) == 0
     env = dict(os.environ, OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
-               f"--master_port={_free_port()}", "-m", "contrastive_anomaly.cli", *args,
+               f"--master_port={_free_port()}", "-m", "contrastive_anomaly.cli.main", *args,
                "--out", str(tmp_path / "ddp")]
     completed = subprocess.run(command, env=env, capture_output=True, text=True, encoding="utf-8", errors="replace",
                                timeout=600)
     assert completed.returncode == 0, completed.stderr[-2000:]
     difference = _max_difference(_weights(tmp_path / "single" / "last"), _weights(tmp_path / "ddp" / "last"))
     assert difference < DDP_TOLERANCE
-    from contrastive_anomaly.model import AnomalyDiffusionModel
+    from contrastive_anomaly.method.diffusion_model import AnomalyDiffusionModel
 
     torch.manual_seed(small_config().diffusion_training.seed)
     initial = AnomalyDiffusionModel(small_config()).state_dict()

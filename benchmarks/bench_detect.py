@@ -29,16 +29,16 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from contrastive_anomaly.config import preset
-from contrastive_anomaly.inference import reconstruct_volume
-from contrastive_anomaly.model import AnomalyDiffusionModel
-from contrastive_anomaly.phantom import make_phantom
-from contrastive_anomaly.precision import cpu_description
+from contrastive_anomaly.data.phantom_subjects import make_phantom
+from contrastive_anomaly.method.diffusion_model import AnomalyDiffusionModel
+from contrastive_anomaly.runtime.precision import cpu_description
+from contrastive_anomaly.scoring.inference import reconstruct_volume
 
 ROOT = Path(__file__).resolve().parents[1]
 GEMM_SIZE = 2048
 CHILD = """
 import sys
-from contrastive_anomaly.cli import main
+from contrastive_anomaly.cli.main import main
 code = main(["detect", sys.argv[1], "--out", sys.argv[2], "--model", sys.argv[3], "--progress", "jsonl",
              "--device", "cpu"])
 print(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")), end="")
@@ -147,7 +147,7 @@ def model_stage(device: torch.device, repeats: int) -> dict:
 
 
 def end_to_end(model: str, repeats: int) -> dict:
-    from contrastive_anomaly.preprocess.phantom_head import head_phantom
+    from contrastive_anomaly.data.phantom_head import head_phantom
 
     with tempfile.TemporaryDirectory() as work:
         scan = Path(work) / "head_1mm.nii.gz"

@@ -13,8 +13,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from contrastive_anomaly.config import preset
-from contrastive_anomaly.masking import MaskedImageModel
-from contrastive_anomaly.model import AnomalyDiffusionModel
+from contrastive_anomaly.method.diffusion_model import AnomalyDiffusionModel
+from contrastive_anomaly.method.masking import MaskedImageModel
 
 
 def count(module: torch.nn.Module) -> float:

@@ -1,4 +1,4 @@
-"""Median time per fractal simplex field: contrastive_anomaly.noise vs the PyPI ``opensimplex`` package.
+"""Median time per fractal simplex field: contrastive_anomaly.method.noise vs the PyPI ``opensimplex`` package.
 
 Both compute the same field (6 octaves, persistence 0.8, feature size 64 px; bit-identical, see Testing/test_noise.py).
 opensimplex runs its pure-Python per-point loop here because numba is not installed.
@@ -17,9 +17,9 @@ import numpy as np
 import opensimplex
 import torch
 
-from contrastive_anomaly import noise
 from contrastive_anomaly.config import NoiseConfig
-from contrastive_anomaly.noise import NoiseSampler, simplex_field
+from contrastive_anomaly.method import noise
+from contrastive_anomaly.method.noise import NoiseSampler, simplex_field
 
 
 def opensimplex_field(height: int, width: int, seed: int, cfg: NoiseConfig) -> np.ndarray:

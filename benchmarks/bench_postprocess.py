@@ -19,10 +19,10 @@ import numpy as np
 from scipy import ndimage
 
 from contrastive_anomaly.config import PostprocessConfig
-from contrastive_anomaly.metrics import auprc, auroc, lesion_detection
-from contrastive_anomaly.postprocess import binarize, erode_brain_mask, filter_map, residual_map
-from contrastive_anomaly.regions import find_regions
-from contrastive_anomaly.thresholds import best_dice_threshold, fpr_threshold
+from contrastive_anomaly.scoring.metrics import auprc, auroc, lesion_detection
+from contrastive_anomaly.scoring.postprocess import binarize, erode_brain_mask, filter_map, residual_map
+from contrastive_anomaly.scoring.regions import find_regions
+from contrastive_anomaly.scoring.thresholds import best_dice_threshold, fpr_threshold
 
 SHAPE_KJI = (50, 96, 96)
 

@@ -24,8 +24,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from contrastive_anomaly.config import preset
+from contrastive_anomaly.data.phantom_head import head_phantom
 from contrastive_anomaly.preprocess import prepare_volume, to_native
-from contrastive_anomaly.preprocess.phantom_head import head_phantom
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBJECTS = {

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from contrastive_anomaly.data.augment import RealismAugmentation
 from contrastive_anomaly.data.corpus_preprocess import load_preprocessed
 from contrastive_anomaly.data.fetch import load_manifest
-from contrastive_anomaly.volumes import Subject, write_subject
+from contrastive_anomaly.data.volumes import Subject, write_subject
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from contrastive_anomaly.checkpoint import WEIGHTS_FILE, read_model_config, sha256_of, verify_model_folder
+from contrastive_anomaly.storage.checkpoint import WEIGHTS_FILE, read_model_config, sha256_of, verify_model_folder
 
 
 def main() -> None:

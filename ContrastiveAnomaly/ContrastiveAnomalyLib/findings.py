@@ -1,7 +1,7 @@
 """The findings table, recomputed in the Slicer process whenever the threshold moves.
 
-It calls the engine's own post-processing and region code (``contrastive_anomaly.postprocess`` and
-``contrastive_anomaly.regions``: numpy and scipy only, no torch), so the panel and ``detect`` count and measure
+It calls the engine's own post-processing and region code (``contrastive_anomaly.scoring.postprocess`` and
+``contrastive_anomaly.scoring.regions``: numpy and scipy only, no torch), so the panel and ``detect`` count and measure
 regions the same way.
 
 Arrays are **KJI** ``(slices, rows, cols)`` as ``slicer.util.arrayFromVolume`` returns them. ``ijk_to_ras`` is the
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from contrastive_anomaly.errors import InputError
-from contrastive_anomaly.postprocess import neighbourhood, remove_small_components
-from contrastive_anomaly.regions import MM3_PER_ML, Region, find_regions
+from contrastive_anomaly.scoring.postprocess import neighbourhood, remove_small_components
+from contrastive_anomaly.scoring.regions import MM3_PER_ML, Region, find_regions
 
 Finding = Region  # one connected anomaly region; label 1 is the largest
 

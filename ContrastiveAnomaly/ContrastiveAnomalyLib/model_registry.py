@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from contrastive_anomaly.errors import CheckpointError
-from contrastive_anomaly.integrity import CHECKSUM_FILE, CONFIG_FILE, WEIGHTS_FILE, sha256_of
-from contrastive_anomaly.integrity import read_manifest as _read_manifest
+from contrastive_anomaly.storage.integrity import CHECKSUM_FILE, CONFIG_FILE, WEIGHTS_FILE, sha256_of
+from contrastive_anomaly.storage.integrity import read_manifest as _read_manifest
 
 MODEL_FILES = (WEIGHTS_FILE, CONFIG_FILE, CHECKSUM_FILE)
 USER_MODELS_ENV = "CONTRASTIVE_ANOMALY_MODELS"

@@ -308,8 +308,8 @@ class ChildProcessRunner:
 def detect_command(python: str, input_path: str, out_dir: str, model: str, contrast: str | None = None,
                    device: str = "auto", brain_mask: str | None = None, fast: bool = False,
                    threshold: float | None = None, seed: int | None = None) -> list[str]:
-    """The argument list for ``python -m contrastive_anomaly.cli detect`` with JSON-lines progress."""
-    args = [python, "-m", "contrastive_anomaly.cli", "detect", input_path, "--out", out_dir, "--model", model,
+    """The argument list for ``python -m contrastive_anomaly.cli.main detect`` with JSON-lines progress."""
+    args = [python, "-m", "contrastive_anomaly.cli.main", "detect", input_path, "--out", out_dir, "--model", model,
             "--device", device, "--progress", "jsonl"]
     if brain_mask:
         args += ["--brain-mask", brain_mask]

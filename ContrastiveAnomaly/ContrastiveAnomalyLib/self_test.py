@@ -30,7 +30,7 @@ class SelfTestCases:
     def _phantomVolume(self):
         """The engine's synthetic brain on its model grid (2 mm, RAS = -LPS axes) with a bright sphere planted."""
         from contrastive_anomaly.config import GridConfig
-        from contrastive_anomaly.phantom import make_phantom, plant_sphere_lesion
+        from contrastive_anomaly.data.phantom_subjects import make_phantom, plant_sphere_lesion
 
         grid = GridConfig()
         subject = make_phantom(grid.shape, seed=SELF_TEST_SEED)

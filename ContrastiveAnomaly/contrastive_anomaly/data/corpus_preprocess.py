@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from ..io import write_image_atomic
-from .corpus import SUBJECTS, CorpusFile
+from ..storage.files import write_image_atomic
+from .registry_corpus import SUBJECTS, CorpusFile
 
 PrepareFn = Callable[..., Any]
 PREPROCESSED_DIR = "preprocessed"

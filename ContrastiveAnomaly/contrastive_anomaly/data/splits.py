@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .corpus import SUBJECTS
+from .registry_corpus import SUBJECTS
 
 SplitRole = str  # "train" | "val" | "test"
 LINKED_CORPUS_SUBJECTS: tuple[tuple[str, ...], ...] = (("icbm152_2009a", "mni152nlin6asym"),)

@@ -19,7 +19,7 @@ import numpy as np
 import SimpleITK as sitk
 from sklearn.mixture import GaussianMixture
 
-from ..io import image_from_array, write_image_atomic
+from ..storage.files import image_from_array, write_image_atomic
 from .augment import RealismAugmentation
 
 TISSUE_CLASSES = ("CSF", "GM", "WM")

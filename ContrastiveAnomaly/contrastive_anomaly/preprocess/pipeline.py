@@ -19,8 +19,8 @@ import SimpleITK as sitk
 
 from ..config import ModelConfig
 from ..errors import InputError
-from ..io import read_image
-from ..progress import ProgressReporter
+from ..runtime.progress import ProgressReporter
+from ..storage.files import read_image
 from . import intensity, native_space, quality, registration, templates, validate
 from .brain_extraction import extract_brain
 

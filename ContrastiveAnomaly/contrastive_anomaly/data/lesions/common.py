@@ -28,7 +28,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 from scipy.special import erfc
 
-from ...io import write_image_atomic
+from ...storage.files import write_image_atomic
 
 HYPERINTENSE_CONTRASTS = ("T2", "FLAIR", "PD")
 LR_AXIS = 2  # I (columns) is left-right on the atlas-aligned model grid

