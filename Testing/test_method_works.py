@@ -8,6 +8,7 @@ import torch
 
 from contrastive_anomaly.data.phantom_subjects import plant_sphere_lesion
 from contrastive_anomaly.method.diffusion_model import AnomalyDiffusionModel
+from contrastive_anomaly.scoring.detector import Detector
 from contrastive_anomaly.scoring.metrics import auroc
 from contrastive_anomaly.scoring.volume_score import score_volume
 from contrastive_anomaly.training.loops import train_diffusion
@@ -27,10 +28,9 @@ def trained(tmp_path_factory):
     cfg.diffusion_training.intensity_augmentation = False
     folder = tmp_path_factory.mktemp("method")
     train_diffusion(cfg, small_subjects(8), small_subjects(2, first_seed=20), folder)
-    from contrastive_anomaly.storage.registry import load_detector
+    from contrastive_anomaly.scoring.detector import load_detector
 
-    model, cfg, _ = load_detector(folder / "last", torch.device("cpu"))
-    return model, cfg
+    return load_detector(folder / "last", torch.device("cpu"))
 
 
 def lesion_cases():
@@ -40,29 +40,26 @@ def lesion_cases():
         yield image, subject.brain_mask, label
 
 
-def scores(model, cfg, image, brain, label):
-    scored = score_volume(model, cfg, image, brain, torch.device("cpu"))
+def scores(detector, image, brain, label):
+    scored = score_volume(detector, image, brain)
     healthy = (brain > 0) & (label == 0)
     ratio = scored.filtered[label > 0].mean() / scored.filtered[healthy].mean()
     return ratio, auroc(scored.filtered, label)
 
 
 def test_planted_lesion_scores_clearly_higher_than_healthy_tissue(trained):
-    model, cfg = trained
     for image, brain, label in lesion_cases():
-        ratio, voxel_auroc = scores(model, cfg, image, brain, label)
+        ratio, voxel_auroc = scores(trained, image, brain, label)
         assert ratio > MIN_LESION_TO_HEALTHY_RATIO, ratio
         assert voxel_auroc > MIN_VOXEL_AUROC, voxel_auroc
 
 
 def test_training_is_what_makes_healthy_tissue_quiet(trained):
     """Control: an untrained model (constant reconstruction) leaves far larger residuals on healthy tissue."""
-    model, cfg = trained
     torch.manual_seed(0)
-    untrained = AnomalyDiffusionModel(cfg).eval()
+    untrained = Detector.from_model(AnomalyDiffusionModel(trained.cfg), trained.device)
     subject = small_subjects(1, first_seed=300)[0]
     brain = subject.brain_mask > 0
-    device = torch.device("cpu")
-    trained_noise = score_volume(model, cfg, subject.image, subject.brain_mask, device).residual[brain].mean()
-    untrained_noise = score_volume(untrained, cfg, subject.image, subject.brain_mask, device).residual[brain].mean()
+    trained_noise = score_volume(trained, subject.image, subject.brain_mask).residual[brain].mean()
+    untrained_noise = score_volume(untrained, subject.image, subject.brain_mask).residual[brain].mean()
     assert untrained_noise > 2 * trained_noise, (untrained_noise, trained_noise)

@@ -39,11 +39,12 @@ def test_registry_lists_the_default_model_with_matching_checksum():
 def test_shipped_weights_load_strictly():
     import torch
 
-    from contrastive_anomaly.storage.registry import load_detector
+    from contrastive_anomaly.scoring.detector import load_detector
 
-    model, cfg, _ = load_detector(None, torch.device("cpu"))
-    assert cfg.contrast == "T1" and cfg.postprocess.threshold is not None
-    assert sum(p.numel() for p in model.parameters()) > 1_000_000
+    detector = load_detector(None, torch.device("cpu"))
+    assert detector.cfg.contrast == "T1" and detector.cfg.postprocess.threshold is not None
+    assert detector.folder == DEFAULT_MODEL
+    assert sum(p.numel() for p in detector.model.parameters()) > 1_000_000
 
 
 def test_tampered_copy_is_refused(tmp_path):

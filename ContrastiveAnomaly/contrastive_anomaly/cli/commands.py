@@ -123,17 +123,16 @@ def run_evaluate(args: argparse.Namespace, progress: ProgressReporter) -> int:
     from ..data.volumes import read_volume_folder
     from ..jobs.evaluate import evaluate_model
     from ..runtime.precision import resolve_device
-    from ..storage.registry import load_detector
+    from ..scoring.detector import load_detector
 
-    device = resolve_device(args.device)
-    model, cfg, _ = load_detector(args.model, device)
+    detector = load_detector(args.model, resolve_device(args.device)).with_overrides(fast=args.fast)
     test = read_volume_folder(args.test)
     if any(s.label is None for s in test):
         raise InputError(f"every subject in {args.test} needs a label file (label.nii.gz)")
-    report = evaluate_model(model, cfg, test, device,
+    report = evaluate_model(detector, test,
                             labelled_val=read_volume_folder(args.val) if args.val else None,
                             healthy_val=read_volume_folder(args.healthy) if args.healthy else None,
-                            progress=progress, fast=args.fast)
+                            progress=progress)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "metrics.json").write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")

@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ContrastiveAnomalyError, InputError
+from ..runtime.precision import resolve_device
 from ..runtime.progress import ProgressReporter
+from ..scoring.detector import Detector, load_detector
 from ..storage.files import VOLUME_SUFFIXES
 from .detect import OUTPUT_FILES, DetectRequest, detect
 
@@ -94,7 +96,7 @@ def write_summary_csv(rows: list[dict[str, Any]], path: Path) -> None:
     os.replace(tmp, path)
 
 
-def score_one(item: ScanItem, out_root: Path, loaded: tuple, device: str, fast: bool = False) -> dict[str, Any]:
+def score_one(item: ScanItem, out_root: Path, detector: Detector, fast: bool = False) -> dict[str, Any]:
     """Score one scan into ``out_root/<scan id>/`` (skipped when complete); returns its summary row."""
     folder = out_root / item.scan_id
     started = time.perf_counter()
@@ -103,9 +105,9 @@ def score_one(item: ScanItem, out_root: Path, loaded: tuple, device: str, fast: 
         return _row_from_summary(item, summary, 0.0, "skipped (already done)")
     shutil.rmtree(folder, ignore_errors=True)  # a half-written scan is redone from scratch
     request = DetectRequest(input=item.path, out_dir=folder, brain_mask=item.brain_mask, contrast=item.contrast,
-                            device=device, fast=fast)
+                            device=str(detector.device), fast=fast)
     try:
-        summary = detect(request, ProgressReporter("none"), loaded=loaded)
+        summary = detect(request, ProgressReporter("none"), detector=detector)
     except ContrastiveAnomalyError as exc:
         shutil.rmtree(folder, ignore_errors=True)
         return {"scan_id": item.scan_id, "path": str(item.path), "status": "failed",
@@ -118,17 +120,14 @@ def score_shard(items: list[ScanItem], out_root: Path, model: str | None, device
                 world_size: int = 1, fast: bool = False, progress: ProgressReporter | None = None
                 ) -> list[dict[str, Any]]:
     """Score this rank's share of ``items``; returns (and keeps writing) its summary rows."""
-    from ..runtime.precision import resolve_device
-    from ..storage.registry import load_detector
-
     progress = progress or ProgressReporter("none")
     out_root.mkdir(parents=True, exist_ok=True)
-    loaded = load_detector(model, resolve_device(device))
+    detector = load_detector(model, resolve_device(device))
     mine = items[rank::world_size]
     rows: list[dict[str, Any]] = []
     with progress.stage("detect-batch", total=len(mine)) as stage:
         for done, item in enumerate(mine, start=1):
-            rows.append(score_one(item, out_root, loaded, device, fast))
+            rows.append(score_one(item, out_root, detector, fast))
             write_summary_csv(rows, out_root / f"summary.rank{rank}.csv")
             stage.advance(done)
     return rows

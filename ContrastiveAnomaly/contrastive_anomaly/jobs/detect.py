@@ -16,7 +16,6 @@ Everything is written in a staging folder and moved into place only when complet
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,15 +25,13 @@ import numpy as np
 import SimpleITK as sitk
 
 from .. import __version__
-from ..config import ModelConfig
-from ..method.diffusion_model import AnomalyDiffusionModel
 from ..preprocess import prepare_file, to_native
 from ..runtime.precision import resolve_device
 from ..runtime.progress import ProgressReporter
+from ..scoring.detector import Detector, load_detector
 from ..scoring.regions import find_regions, regions_summary
 from ..scoring.volume_score import score_volume
 from ..storage.files import staged_outputs, write_image_atomic
-from ..storage.registry import load_detector
 from ..storage.segmentation import write_anomaly_segmentation
 
 OUTPUT_FILES = {
@@ -78,29 +75,26 @@ def _is_on_model_grid(path: Path, shape_ijk: tuple[int, int, int]) -> bool:
 
 
 def detect(request: DetectRequest, progress: ProgressReporter | None = None,
-           loaded: tuple[AnomalyDiffusionModel, ModelConfig, Path] | None = None) -> dict[str, Any]:
+           detector: Detector | None = None) -> dict[str, Any]:
     """Run the whole detection; returns the summary dict (also written as ``summary.json``).
 
-    ``loaded``: a model already returned by :func:`load_detector` (bulk scoring loads it once); its config is
-    copied, so per-request settings never leak into the next scan.
+    ``detector``: a model already loaded by :func:`load_detector` (bulk scoring loads it once). The request's
+    seed, precision, threshold and fast mode apply to a copy (:meth:`Detector.with_overrides`), so they never
+    leak into the next scan.
     """
     progress = progress or ProgressReporter("none")
-    device = resolve_device(request.device)
-    if loaded is None:
-        loaded = load_detector(request.model, device)
-    model, cfg, model_folder = loaded[0], copy.deepcopy(loaded[1]), loaded[2]
-    if request.seed is not None:
-        cfg.inference.seed = request.seed
-    if request.precision is not None:
-        cfg.inference.precision = request.precision
+    if detector is None:
+        detector = load_detector(request.model, resolve_device(request.device))
+    detector = detector.with_overrides(seed=request.seed, precision=request.precision, threshold=request.threshold,
+                                       fast=request.fast)
+    cfg = detector.cfg
     on_grid = request.on_model_grid
     if on_grid is None:
         on_grid = _is_on_model_grid(Path(request.input), cfg.grid.shape)
     prepared = prepare_file(request.input, cfg, request.brain_mask, request.series_uid, request.contrast, progress,
                             on_model_grid=on_grid)
     progress.timings_s.update({k: v for k, v in prepared.timings_s.items() if k not in progress.timings_s})
-    scored = score_volume(model, cfg, prepared.image_kji, prepared.brain_mask_kji, device, progress,
-                          threshold=request.threshold, fast=request.fast)
+    scored = score_volume(detector, prepared.image_kji, prepared.brain_mask_kji, progress)
     with progress.stage("native_space", total=3):
         native_map = to_native(prepared, scored.filtered, "linear")
         # outside the brain the model reconstructs nothing; zero it so the side-by-side view shows only the brain
@@ -116,9 +110,9 @@ def detect(request: DetectRequest, progress: ProgressReporter | None = None,
         "fast_mode": request.fast,
         **regions_summary(regions),
         "regions": [region.to_dict() for region in regions],
-        "model": {"folder": str(model_folder), "name": cfg.name, "contrast": cfg.contrast,
+        "model": {"folder": str(detector.folder), "name": cfg.name, "contrast": cfg.contrast,
                   "training_data": cfg.training_data},
-        "inference": {"device": str(device), "dtype": scored.dtype, "batch_size": scored.batch_size,
+        "inference": {"device": str(detector.device), "dtype": scored.dtype, "batch_size": scored.batch_size,
                       "slices": scored.processed_slices, "seed": cfg.inference.seed},
         "qc": _jsonable(prepared.qc),
         "warnings": list(progress.warnings),

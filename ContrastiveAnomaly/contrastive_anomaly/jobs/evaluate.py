@@ -12,26 +12,31 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from ..config import ModelConfig, PostprocessConfig
+from ..config import BenchmarkConfig, PostprocessConfig
 from ..data.volumes import Subject
-from ..method.diffusion_model import AnomalyDiffusionModel
 from ..runtime.progress import ProgressReporter
-from ..scoring.metrics import evaluate_volumes, false_positive_volume_ml, lesion_detection, merge_lesion_detection
+from ..scoring.detector import Detector
+from ..scoring.metrics import (
+    evaluate_volumes,
+    false_positive_volume_ml,
+    healthy_reconstruction_error,
+    lesion_detection,
+    merge_lesion_detection,
+)
 from ..scoring.postprocess import binarize, effective_threshold
 from ..scoring.thresholds import best_dice_threshold, fpr_thresholds
 from ..scoring.volume_score import VolumeScore, score_volume
 
-DETECTION_BINS_ML = (0.1, 1.0, 10.0)  # lesion-size bucket bounds, mL
+DETECTION_BINS_ML = BenchmarkConfig.detection_bins_ml  # lesion-size bucket bounds (mL), one definition
 
 
-def score_subjects(model: AnomalyDiffusionModel, cfg: ModelConfig, subjects: list[Subject], device: torch.device,
-                   progress: ProgressReporter | None = None, fast: bool = False) -> list[VolumeScore]:
+def score_subjects(detector: Detector, subjects: list[Subject], progress: ProgressReporter | None = None
+                   ) -> list[VolumeScore]:
     """Score every subject (reconstruction and filtered map); returns one :class:`VolumeScore` per subject."""
     progress = progress or ProgressReporter("none")
-    return [score_volume(model, cfg, s.image, s.brain_mask, device, progress, fast=fast) for s in subjects]
+    return [score_volume(detector, s.image, s.brain_mask, progress) for s in subjects]
 
 
 def rule_report(subjects: list[Subject], scores: list[VolumeScore], threshold: float,
@@ -45,41 +50,42 @@ def rule_report(subjects: list[Subject], scores: list[VolumeScore], threshold: f
     return report
 
 
-def calibrate_fpr_threshold(model: AnomalyDiffusionModel, cfg: ModelConfig, healthy: list[Subject],
-                            device: torch.device, target_fpr: float | None = None) -> float:
+def calibrate_fpr_threshold(detector: Detector, healthy: list[Subject], target_fpr: float | None = None) -> float:
     """Rule B threshold from healthy validation subjects (inside their brain masks)."""
-    rate = cfg.postprocess.target_fpr if target_fpr is None else target_fpr
-    scores = score_subjects(model, cfg, healthy, device)
+    rate = detector.cfg.postprocess.target_fpr if target_fpr is None else target_fpr
+    scores = score_subjects(detector, healthy)
     return fpr_thresholds([s.filtered for s in scores], [s.brain_mask for s in healthy], [rate])[rate]
 
 
-def evaluate_model(model: AnomalyDiffusionModel, cfg: ModelConfig, test: list[Subject], device: torch.device,
-                   labelled_val: list[Subject] | None = None, healthy_val: list[Subject] | None = None,
-                   target_fprs: tuple[float, ...] = (0.01, 0.05), healthy_test: list[Subject] | None = None,
-                   progress: ProgressReporter | None = None, fast: bool = False) -> dict[str, Any]:
+def evaluate_model(detector: Detector, test: list[Subject], *, labelled_val: list[Subject] | None = None,
+                   healthy_val: list[Subject] | None = None, target_fprs: tuple[float, ...] = (0.01, 0.05),
+                   healthy_test: list[Subject] | None = None, progress: ProgressReporter | None = None
+                   ) -> dict[str, Any]:
     """Metrics on labelled ``test`` subjects for every available threshold rule.
 
     Returns ``{"thresholds": {rule: value}, "rules": {rule: {"per_volume", "mean", "pooled", "detection",
     "healthy_fp_ml"}}, "seconds_per_volume": float}``. Rule names: ``dice`` (rule A, needs ``labelled_val``),
-    ``fpr@<rate>`` (rule B, needs ``healthy_val``), and ``model`` (the model's own calibrated threshold).
+    ``fpr@<rate>`` (rule B, needs ``healthy_val``), and ``model`` (the detector's own threshold). Fast mode and
+    other settings come from ``detector`` (:meth:`Detector.with_overrides`).
     """
     if any(s.label is None for s in test):
         raise ValueError("every test subject needs a label")
     progress = progress or ProgressReporter("none")
+    cfg = detector.cfg
     thresholds: dict[str, float] = {"model": effective_threshold(cfg.postprocess)}
     if labelled_val:
-        val_scores = score_subjects(model, cfg, labelled_val, device, fast=fast)
+        val_scores = score_subjects(detector, labelled_val)
         thresholds["dice"] = best_dice_threshold([s.filtered for s in val_scores],
                                                  [s.label for s in labelled_val], cfg.postprocess)
     if healthy_val:
-        healthy_scores = score_subjects(model, cfg, healthy_val, device, fast=fast)
+        healthy_scores = score_subjects(detector, healthy_val)
         rates = fpr_thresholds([s.filtered for s in healthy_scores], [s.brain_mask for s in healthy_val],
                                list(target_fprs))
         thresholds.update({f"fpr@{rate:g}": value for rate, value in rates.items()})
     started = time.perf_counter()
-    test_scores = score_subjects(model, cfg, test, device, progress, fast=fast)
+    test_scores = score_subjects(detector, test, progress)
     seconds_per_volume = (time.perf_counter() - started) / max(len(test), 1)
-    healthy_test_scores = score_subjects(model, cfg, healthy_test, device, fast=fast) if healthy_test else []
+    healthy_test_scores = score_subjects(detector, healthy_test) if healthy_test else []
     rules: dict[str, Any] = {}
     for rule, threshold in thresholds.items():
         report = rule_report(test, test_scores, threshold, cfg.postprocess)
@@ -88,7 +94,7 @@ def evaluate_model(model: AnomalyDiffusionModel, cfg: ModelConfig, test: list[Su
                                    for h, subject in zip(healthy_test_scores, healthy_test or [], strict=True)]
         rules[rule] = report
     return {"thresholds": thresholds, "rules": rules, "seconds_per_volume": seconds_per_volume,
-            "healthy_reconstruction_error": [float(np.mean(np.abs(s.image - h.reconstruction)))
+            "healthy_reconstruction_error": [healthy_reconstruction_error(s.image, h.reconstruction)
                                              for s, h in zip(healthy_test or [], healthy_test_scores, strict=True)]}
 
 
@@ -100,20 +106,21 @@ def export_calibrated_model(source: Path, healthy: list[Subject], destination: P
     Rule B (healthy FPR) by default; rule A (best Dice) when ``labelled`` validation subjects are given. The
     weights are unchanged (optionally stored as fp16); the new folder gets its own checksum manifest.
     """
-    from ..storage.checkpoint import load_model_folder, save_model
+    from ..method.diffusion_model import AnomalyDiffusionModel
+    from ..storage.checkpoint import load_model_folder, load_state_strict, save_model
 
     cfg, state, meta = load_model_folder(source, expected_kind="diffusion")
     model = AnomalyDiffusionModel(cfg)
-    model.load_state_dict(state)
-    model.to(device).eval()
+    load_state_strict(model, state, source)
+    detector = Detector.from_model(model, device, cfg=cfg, folder=source)
     if labelled:
-        scores = score_subjects(model, cfg, labelled, device)
+        scores = score_subjects(detector, labelled)
         threshold = best_dice_threshold([s.filtered for s in scores], [s.label for s in labelled], cfg.postprocess)
         cfg.postprocess.threshold_rule = "dice"
     else:
         if target_fpr is not None:
             cfg.postprocess.target_fpr = target_fpr
-        threshold = calibrate_fpr_threshold(model, cfg, healthy, device)
+        threshold = calibrate_fpr_threshold(detector, healthy, cfg.postprocess.target_fpr)
         cfg.postprocess.threshold_rule = "fpr"
     cfg.postprocess.threshold = threshold
     meta = dict(meta, calibrated_on=[s.name for s in (labelled or healthy)])

@@ -19,17 +19,17 @@ class _Scorer:
 
     def __init__(self, out_root: str, model: str | None, device: str, fast: bool) -> None:
         from ..runtime.precision import resolve_device
-        from ..storage.registry import load_detector
+        from ..scoring.detector import load_detector
 
-        self.out_root, self.device, self.fast = Path(out_root), device, fast
-        self.loaded = load_detector(model, resolve_device(device))
+        self.out_root, self.fast = Path(out_root), fast
+        self.detector = load_detector(model, resolve_device(device))
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         rows = []
         for scan_id, path, mask, contrast in zip(batch["scan_id"], batch["path"], batch["brain_mask"],
                                                  batch["contrast"], strict=True):
             item = ScanItem(str(scan_id), Path(path), Path(mask) if mask else None, contrast or None)
-            rows.append(score_one(item, self.out_root, self.loaded, self.device, self.fast))
+            rows.append(score_one(item, self.out_root, self.detector, self.fast))
         columns = sorted({key for row in rows for key in row})
         return {key: [row.get(key, "") for row in rows] for key in columns}
 

@@ -9,15 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from ..config import ModelConfig
-from ..method.diffusion_model import AnomalyDiffusionModel
 from ..runtime.progress import ProgressReporter
+from .detector import Detector
 from .inference import reconstruct_volume
-from .postprocess import binarize, effective_threshold, filter_map, residual_map
-
-FAST_MODE_LEVELS = (499,)
+from .postprocess import effective_threshold, postprocess_residual, residual_map
 
 
 @dataclass
@@ -35,19 +31,21 @@ class VolumeScore:
     dtype: str
 
 
-def score_volume(model: AnomalyDiffusionModel, cfg: ModelConfig, image_kji: np.ndarray, brain_mask_kji: np.ndarray,
-                 device: torch.device, progress: ProgressReporter | None = None, threshold: float | None = None,
-                 fast: bool = False, precision: torch.dtype | None = None) -> VolumeScore:
-    """Reconstruct and post-process one model-grid volume (stages ``model`` and ``postprocess``)."""
+def score_volume(detector: Detector, image_kji: np.ndarray, brain_mask_kji: np.ndarray,
+                 progress: ProgressReporter | None = None) -> VolumeScore:
+    """Reconstruct and post-process one model-grid volume (stages ``model`` and ``postprocess``).
+
+    Everything (inference levels, seed, dtype, post-processing, threshold) comes from ``detector``; use
+    :meth:`Detector.with_overrides` for per-request settings.
+    """
     progress = progress or ProgressReporter("none")
+    cfg = detector.cfg
     with progress.stage("model", total=int(image_kji.shape[0])):
-        result = reconstruct_volume(model, image_kji, brain_mask_kji, cfg, device, progress, precision=precision,
-                                    timestep_indices=FAST_MODE_LEVELS if fast else None)
+        result = reconstruct_volume(detector.model, image_kji, brain_mask_kji, cfg, detector.device, progress,
+                                    precision=detector.dtype)
     with progress.stage("postprocess"):
         residual = residual_map(image_kji, result.reconstruction)
-        filtered = filter_map(residual, brain_mask_kji, cfg.postprocess)
-        chosen = effective_threshold(cfg.postprocess) if threshold is None else float(threshold)
-        mask = binarize(filtered, chosen, cfg.postprocess)
+        filtered, mask = postprocess_residual(residual, brain_mask_kji, cfg.postprocess)
     return VolumeScore(reconstruction=result.reconstruction, residual=residual, filtered=filtered, mask=mask,
-                       threshold=chosen, processed_slices=len(result.processed_slices),
+                       threshold=effective_threshold(cfg.postprocess), processed_slices=len(result.processed_slices),
                        batch_size=result.batch_size, dtype=result.dtype)

@@ -1,4 +1,4 @@
-"""Finding and loading trained models: a folder path, or a name in ``models/registry.json``.
+"""Finding trained models: a folder path, or a name in ``models/registry.json``.
 
 Registry search order: ``$CONTRASTIVE_ANOMALY_MODELS`` (a folder holding ``registry.json``), then the repository's
 (or Slicer extension's) ``models/`` folder next to the engine package. A registry entry is
@@ -12,12 +12,8 @@ import json
 import os
 from pathlib import Path
 
-import torch
-
-from ..config import ModelConfig
 from ..errors import CheckpointError
-from ..method.diffusion_model import AnomalyDiffusionModel
-from .checkpoint import WEIGHTS_FILE, load_model_folder, load_state_strict, sha256_of
+from .integrity import WEIGHTS_FILE, sha256_of
 
 REGISTRY_FILE = "registry.json"
 DEFAULT_MODEL = "default"
@@ -62,16 +58,3 @@ def resolve_model(name_or_path: str | Path | None) -> Path:
         raise CheckpointError("no default model is installed; pass --model FOLDER (train one with "
                               "'contrastive-anomaly train')")
     raise CheckpointError(f"model {name!r} is neither a folder nor a registered model name")
-
-
-def load_detector(name_or_path: str | Path | None, device: torch.device) -> tuple[AnomalyDiffusionModel, ModelConfig,
-                                                                                  Path]:
-    """Verify and load a stage-2 model folder; returns ``(model in eval mode on device, config, folder)``."""
-    folder = resolve_model(name_or_path)
-    cfg, state, _ = load_model_folder(folder, expected_kind="diffusion")
-    try:
-        model = AnomalyDiffusionModel(cfg)
-    except (ValueError, TypeError, RuntimeError) as exc:
-        raise CheckpointError(f"config.json in {folder} describes an invalid model: {exc}") from None
-    load_state_strict(model, state, folder)
-    return model.to(device).eval(), cfg, folder

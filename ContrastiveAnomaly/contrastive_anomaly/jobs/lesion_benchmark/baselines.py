@@ -102,7 +102,7 @@ def train_method(base: ModelConfig, method: str, settings: BenchmarkConfig, trai
     """Train one learned method into ``out_dir`` (stage 1 in ``encoder/``, stage 2 in ``diffusion/``).
 
     Returns the stage-2 folder (``out_dir/model``, a copy of the best checkpoint) to pass to
-    :func:`~contrastive_anomaly.storage.registry.load_detector`. ``val`` is only used to pick the best checkpoint.
+    :func:`~contrastive_anomaly.scoring.detector.load_detector`. ``val`` is only used to pick the best checkpoint.
     """
     import shutil
 
@@ -124,11 +124,11 @@ def train_method(base: ModelConfig, method: str, settings: BenchmarkConfig, trai
 
 def learned_scorer(folder: Path, device: torch.device) -> tuple[Scorer, ModelConfig]:
     """Load a stage-2 model folder and wrap it as a :data:`Scorer` (its own inference levels and post-processing)."""
-    from ...storage.registry import load_detector
+    from ...scoring.detector import load_detector
 
-    model, cfg, _ = load_detector(folder, device)
+    detector = load_detector(folder, device)
 
     def score(subject: Subject) -> VolumeScore:
-        return score_volume(model, cfg, subject.image, subject.brain_mask, device)
+        return score_volume(detector, subject.image, subject.brain_mask)
 
-    return score, cfg
+    return score, detector.cfg
