@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         error = InputError("out of memory; lower the memory budget or use a smaller model")
     message = str(error).splitlines()[0] if str(error) else type(error).__name__
-    progress.error(message, type(error).__name__)
+    progress.error(message, type(error).__name__, error.exit_code)
     print(f"error: {message}", file=sys.stderr)
     return error.exit_code
 

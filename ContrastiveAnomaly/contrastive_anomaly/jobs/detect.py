@@ -16,6 +16,7 @@ Everything is written in a staging folder and moved into place only when complet
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from ..scoring.regions import find_regions, regions_summary
 from ..scoring.volume_score import score_volume
 from ..storage.files import staged_outputs, write_image_atomic
 from ..storage.segmentation import write_anomaly_segmentation
+from .coverage import coverage_warning, scored_coverage
 
 OUTPUT_FILES = {
     "anomaly_map": "anomaly_map.nii.gz",
@@ -104,16 +106,26 @@ def detect(request: DetectRequest, progress: ProgressReporter | None = None,
         mask_kji = sitk.GetArrayViewFromImage(native_mask) > 0
         regions = find_regions(mask_kji, sitk.GetArrayViewFromImage(native_map), reference.GetSpacing(),
                                reference.GetOrigin(), reference.GetDirection())
+    processed = scored.processed_slice_indices
+    coverage = scored_coverage(prepared, np.arange(prepared.image_kji.shape[0]) if processed is None else processed)
+    unscored = coverage_warning(coverage)
+    if unscored is not None:
+        progress.warn(unscored, code="unscored_brain")
+    precision = "bf16" if scored.dtype == "bfloat16" else "fp32"
+    postprocess_used = {**dataclasses.asdict(cfg.postprocess), "threshold": scored.threshold}
     summary = {
         "input": str(request.input),
         "threshold": scored.threshold,
+        "postprocess": postprocess_used,
+        "scored": coverage,
         "fast_mode": request.fast,
         **regions_summary(regions),
         "regions": [region.to_dict() for region in regions],
         "model": {"folder": str(detector.folder), "name": cfg.name, "contrast": cfg.contrast,
                   "training_data": cfg.training_data},
         "inference": {"device": str(detector.device), "dtype": scored.dtype, "batch_size": scored.batch_size,
-                      "slices": scored.processed_slices, "seed": cfg.inference.seed},
+                      "slices": scored.processed_slices, "seed": cfg.inference.seed,
+                      "precision": precision, "precision_requested": cfg.inference.precision},
         "qc": _jsonable(prepared.qc),
         "warnings": list(progress.warnings),
         "engine_version": __version__,
@@ -129,7 +141,8 @@ def detect(request: DetectRequest, progress: ProgressReporter | None = None,
         summary["timings_s"] = {k: round(v, 3) for k, v in progress.timings_s.items()}
         (staging / OUTPUT_FILES["summary"]).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     outputs = {name: str(out_dir / filename) for name, filename in OUTPUT_FILES.items()}
-    progress.result(outputs, threshold=scored.threshold, region_count=summary["region_count"],
+    progress.result(outputs, threshold=scored.threshold, postprocess=postprocess_used, seed=cfg.inference.seed,
+                    precision=precision, scored=coverage, region_count=summary["region_count"],
                     total_volume_ml=summary["total_volume_ml"])
     summary["outputs"] = outputs
     return summary

@@ -29,6 +29,7 @@ class VolumeScore:
     processed_slices: int
     batch_size: int
     dtype: str
+    processed_slice_indices: np.ndarray | None = None  # K indices of the slices the model reconstructed
 
 
 def score_volume(detector: Detector, image_kji: np.ndarray, brain_mask_kji: np.ndarray,
@@ -48,4 +49,5 @@ def score_volume(detector: Detector, image_kji: np.ndarray, brain_mask_kji: np.n
         filtered, mask = postprocess_residual(residual, brain_mask_kji, cfg.postprocess)
     return VolumeScore(reconstruction=result.reconstruction, residual=residual, filtered=filtered, mask=mask,
                        threshold=effective_threshold(cfg.postprocess), processed_slices=len(result.processed_slices),
+                       processed_slice_indices=result.processed_slices,
                        batch_size=result.batch_size, dtype=result.dtype)
