@@ -198,16 +198,16 @@ def test_preprocessing_goes_through_injected_prepare(tmp_path, fake_registry):
     record = manifest["preprocessed"]["itk_kmeans"]
     assert record["role"] == "val"
     image = sitk.ReadImage(str(out / record["image"]))
-    assert sitk.GetArrayFromImage(image).shape == (50, 96, 96) and image.GetSpacing() == (2.0, 2.0, 2.0)
+    assert sitk.GetArrayFromImage(image).shape == (88, 96, 96) and image.GetSpacing() == (2.0, 2.0, 2.0)
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out / record["brain_mask"])))
     assert mask.dtype == np.uint8 and mask.sum() == 30 * 50 * 50
     tissue = load_tissue(out, manifest, "itk_kmeans")
-    assert tissue.shape == (3, 50, 96, 96) and np.allclose(tissue.sum(0)[mask > 0], 1.0, atol=1e-4)
+    assert tissue.shape == (3, 88, 96, 96) and np.allclose(tissue.sum(0)[mask > 0], 1.0, atol=1e-4)
     assert manifest["preprocessed"]["itk_kmeans"]["tissue_source"].startswith("3-class GMM")
     assert set(load_preprocessed(out, manifest, roles=("val",))) == {"itk_kmeans"}
     assert set(load_preprocessed(out, manifest, roles=("test",), rotation=1)) == {"itk_kmeans"}
     train = load_preprocessed(out, manifest, roles=("train",))
-    assert set(train) == {"icbm152_2009a", "mni152nlin6asym"} and train["icbm152_2009a"][0].shape == (50, 96, 96)
+    assert set(train) == {"icbm152_2009a", "mni152nlin6asym"} and train["icbm152_2009a"][0].shape == (88, 96, 96)
 
     def failing_prepare(image, cfg, brain_mask=None, contrast=None):
         raise RuntimeError("registration failed")

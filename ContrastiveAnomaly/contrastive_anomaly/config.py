@@ -26,24 +26,55 @@ Contrast = Literal["T1", "T2", "FLAIR", "PD"]
 Precision = Literal["auto", "bf16", "fp32"]
 
 
+# The ICBM152 2009a brain mask spans 145 x 181 x 155 mm (LR x AP x SI, 1 mm voxels). The whole-brain grid keeps the
+# paper's 192 x 192 mm axial field of view and extends the axial extent to 176 mm, i.e. the brain plus about 10 mm
+# above the vertex and below the cerebellum for subject-to-template variation after affine registration.
+WHOLE_BRAIN_CROP_1MM = (192, 192, 176)
+PAPER_CROP_1MM = (192, 192, 100)
+GridProtocol = Literal["whole-brain", "paper-central-100"]
+GRID_PROTOCOL_CROPS: dict[str, tuple[int, int, int]] = {"whole-brain": WHOLE_BRAIN_CROP_1MM,
+                                                        "paper-central-100": PAPER_CROP_1MM}
+
+
 @dataclass
 class GridConfig:
-    """The model's voxel grid (METHOD.md §2).
+    """The model's voxel grid.
 
-    ``crop_shape_1mm`` is the crop/pad applied at 1 mm in the atlas space (IJK order, voxels) and ``shape`` the
-    final grid after resampling to ``spacing_mm`` (IJK order, voxels). The axial axis is K.
+    ``crop_shape_1mm`` is the crop/pad applied at 1 mm in the atlas space (IJK order, voxels), centred on the
+    template's brain bounding box, and ``shape`` the final grid after resampling to ``spacing_mm`` (IJK order,
+    voxels). The axial axis is K. ``protocol`` names the choice: ``"whole-brain"`` (default: every axial slice that
+    holds brain, 96 x 96 x 88 at 2 mm) or ``"paper-central-100"`` (the paper's central 100 mm slab, 96 x 96 x 50,
+    kept so that paper reproductions remain possible; it never scores the vertex, most of the cerebellum and the
+    inferior temporal lobes).
     """
 
     template: str = "icbm152_2009a"
-    crop_shape_1mm: tuple[int, int, int] = (192, 192, 100)
+    crop_shape_1mm: tuple[int, int, int] = WHOLE_BRAIN_CROP_1MM
     spacing_mm: float = 2.0
-    shape: tuple[int, int, int] = (96, 96, 50)
+    shape: tuple[int, int, int] = (96, 96, 88)
     crop_center_offset_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    @property
+    def protocol(self) -> str:
+        """The named protocol whose crop this grid uses, or ``"custom"``."""
+        for name, crop in GRID_PROTOCOL_CROPS.items():
+            if tuple(self.crop_shape_1mm) == crop:
+                return name
+        return "custom"
 
     @property
     def slice_shape(self) -> tuple[int, int]:
         """(rows, cols) of one axial slice, i.e. (J, I)."""
         return (self.shape[1], self.shape[0])
+
+    @classmethod
+    def for_protocol(cls, protocol: GridProtocol, spacing_mm: float = 2.0) -> GridConfig:
+        """The grid of a named protocol at ``spacing_mm`` (the crop divided by the spacing, rounded)."""
+        if protocol not in GRID_PROTOCOL_CROPS:
+            raise ValueError(f"unknown grid protocol {protocol!r}; choose one of {sorted(GRID_PROTOCOL_CROPS)}")
+        crop = GRID_PROTOCOL_CROPS[protocol]
+        shape = tuple(int(round(n / spacing_mm)) for n in crop)
+        return cls(crop_shape_1mm=crop, spacing_mm=spacing_mm, shape=shape)
 
 
 @dataclass
@@ -155,8 +186,36 @@ class PostprocessConfig:
 
 
 @dataclass
+class SliceAugmentationConfig:
+    """Stage-2 per-slice intensity augmentation (MONAI ``RandAdjustContrast``, ``RandBiasField``,
+    ``RandGaussianSmooth``), applied to the clean slice, which is both the condition and the reconstruction target.
+
+    Each transform fires with its ``*_prob``. ``gamma`` is the exponent range of the contrast change, ``bias_coeff``
+    the coefficient range of the smooth multiplicative bias field (MONAI's parameterisation) and ``blur_sigma`` the
+    Gaussian sigma range in pixels. The first model used gamma 0.7-1.5 (p 0.5), bias 0-0.2 (p 0.25); the defaults are
+    weaker because scans reach the model N4-corrected and percentile-normalised, and a model taught that smooth
+    intensity changes are healthy also passes smooth lesions (oedema) through.
+    """
+
+    gamma: tuple[float, float] = (0.85, 1.2)
+    gamma_prob: float = 0.3
+    bias_coeff: tuple[float, float] = (0.0, 0.08)
+    bias_prob: float = 0.15
+    blur_sigma: tuple[float, float] = (0.25, 1.0)
+    blur_prob: float = 0.25
+
+
+@dataclass
 class TrainConfig:
-    """Optimisation settings for one stage (METHOD.md §9)."""
+    """Optimisation settings for one stage.
+
+    ``ema_decay``: exponential moving average of the weights (0 disables it). The average warms up as
+    ``min(ema_decay, (1 + n) / (10 + n))`` after ``n`` updates, so short runs are not dominated by the initial
+    weights. When enabled, validation, checkpoint selection and the exported model use the averaged weights.
+    ``timestep_range``: 0-based diffusion indices (inclusive) that stage-2 training samples uniformly; ``None`` is
+    the whole chain (the paper); e.g. ``(149, 849)`` covers the inference levels 249-749 with a 100-step margin.
+    ``checkpoint_every``: steps between resumable checkpoints of ``OUT/last`` (0: at every validation).
+    """
 
     batch_size: int = 32
     steps: int = 14400
@@ -164,11 +223,15 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     validate_every: int = 200
+    checkpoint_every: int = 0
     log_every: int = 10
     seed: int = 3141
     mixed_precision: bool = True
     encoder_mode: Literal["finetune", "frozen"] = "finetune"
     intensity_augmentation: bool = True
+    augmentation: SliceAugmentationConfig = field(default_factory=SliceAugmentationConfig)
+    ema_decay: float = 0.999
+    timestep_range: tuple[int, int] | None = None
 
 
 @dataclass
@@ -251,7 +314,8 @@ class ModelConfig:
     postprocess: PostprocessConfig = field(default_factory=PostprocessConfig)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     encoder_training: TrainConfig = field(
-        default_factory=lambda: TrainConfig(betas=(0.9, 0.95), weight_decay=0.05, intensity_augmentation=False)
+        default_factory=lambda: TrainConfig(betas=(0.9, 0.95), weight_decay=0.05, intensity_augmentation=False,
+                                            ema_decay=0.0)
     )
     diffusion_training: TrainConfig = field(default_factory=TrainConfig)
     training_data: dict[str, Any] = field(default_factory=dict)
@@ -279,6 +343,13 @@ class ModelConfig:
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
 
+def _is_tuple_hint(hint: Any) -> bool:
+    """True for ``tuple[...]`` and ``tuple[...] | None`` annotations."""
+    if typing.get_origin(hint) is tuple:
+        return True
+    return any(typing.get_origin(arg) is tuple for arg in typing.get_args(hint))
+
+
 def _from_dict(cls: type, data: dict[str, Any]) -> Any:
     """Rebuild a (nested) dataclass from plain JSON data; unknown keys raise ``ValueError``."""
     hints = typing.get_type_hints(cls)
@@ -291,7 +362,7 @@ def _from_dict(cls: type, data: dict[str, Any]) -> Any:
         hint = hints[name]
         if dataclasses.is_dataclass(hint) and isinstance(value, dict):
             kwargs[name] = _from_dict(hint, value)
-        elif typing.get_origin(hint) is tuple and isinstance(value, list):
+        elif isinstance(value, list) and _is_tuple_hint(hint):
             kwargs[name] = tuple(value)
         else:
             kwargs[name] = value
@@ -326,7 +397,7 @@ def tiny_config() -> ModelConfig:
         unet=UNetConfig(channels=(16, 32, 32), num_res_blocks=1, num_head_channels=16, norm_num_groups=8),
         encoder_training=TrainConfig(
             batch_size=8, steps=30, learning_rate=1e-3, betas=(0.9, 0.95), weight_decay=0.05, validate_every=10,
-            mixed_precision=False, intensity_augmentation=False,
+            mixed_precision=False, intensity_augmentation=False, ema_decay=0.0,
         ),
         diffusion_training=TrainConfig(batch_size=8, steps=30, learning_rate=1e-3, validate_every=10,
                                        mixed_precision=False),

@@ -7,9 +7,10 @@ that ``--help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
-from ..config import ModelConfig, preset
+from ..config import GridConfig, ModelConfig, preset
 from ..errors import InputError
 from ..runtime.progress import ProgressReporter
 
@@ -20,9 +21,14 @@ def _config_from_args(args: argparse.Namespace, stage: str) -> ModelConfig:
         cfg.contrast = args.contrast
     train_cfg = cfg.encoder_training if stage == "encoder" else cfg.diffusion_training
     for name, attribute in (("steps", "steps"), ("batch_size", "batch_size"), ("lr", "learning_rate"),
-                            ("seed", "seed"), ("validate_every", "validate_every")):
+                            ("seed", "seed"), ("validate_every", "validate_every"),
+                            ("checkpoint_every", "checkpoint_every"), ("ema_decay", "ema_decay")):
         if getattr(args, name) is not None:
             setattr(train_cfg, attribute, getattr(args, name))
+    if getattr(args, "timestep_range", None) is not None:
+        train_cfg.timestep_range = tuple(args.timestep_range)
+    if args.grid is not None:
+        cfg.grid = GridConfig.for_protocol(args.grid, cfg.grid.spacing_mm)
     return cfg
 
 
@@ -83,6 +89,15 @@ def run_train(args: argparse.Namespace, progress: ProgressReporter) -> int:
         encoder_cfg, _ = read_model_config(args.encoder)
         cfg.encoder = encoder_cfg.encoder
         cfg.training_data = dict(encoder_cfg.training_data)
+    if args.init_from is not None and args.config is None:
+        # a warm start keeps the starting model's architecture and records where its weights came from
+        start_cfg, start_checkpoint = read_model_config(args.init_from)
+        cfg.encoder, cfg.unet, cfg.diffusion = start_cfg.encoder, start_cfg.unet, start_cfg.diffusion
+        cfg.encoder_training = start_cfg.encoder_training
+        cfg.training_data = dict(start_cfg.training_data)
+        cfg.training_data["warm_start"] = {"from": str(args.init_from), "name": start_cfg.name,
+                                           "steps": start_checkpoint.get("step"),
+                                           "diffusion_training": dataclasses.asdict(start_cfg.diffusion_training)}
     if args.encoder_mode:
         cfg.diffusion_training.encoder_mode = args.encoder_mode
     if args.unconditioned:
@@ -93,7 +108,7 @@ def run_train(args: argparse.Namespace, progress: ProgressReporter) -> int:
     cfg.training_data["stage2"] = described
     ctx = init_distributed(args.device)
     result = train_diffusion(cfg, train, val, args.out, encoder_folder=args.encoder, ctx=ctx, progress=progress,
-                             resume=args.resume)
+                             resume=args.resume, init_from=args.init_from)
     outputs = {"best": str(result.best), "last": str(result.last)}
     if ctx.is_main:
         with progress.stage("calibrate"):

@@ -43,6 +43,10 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--lr", type=float, help="learning rate")
     model.add_argument("--seed", type=int, help="random seed")
     model.add_argument("--validate-every", type=int, help="validate and checkpoint every N steps")
+    model.add_argument("--checkpoint-every", type=int, help="also save a resumable checkpoint every N steps")
+    model.add_argument("--ema-decay", type=float, help="EMA of the weights (0 disables; default: the preset's)")
+    model.add_argument("--grid", choices=("whole-brain", "paper-central-100"),
+                       help="model grid protocol (default whole-brain; paper-central-100 = the paper's 100 mm slab)")
     parser.add_argument("--out", type=Path, required=True, help="run folder: checkpoints go to OUT/last, OUT/best")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last")
 
@@ -76,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--encoder-mode", choices=("finetune", "frozen"), help="fine-tune (default) or freeze it")
     tr.add_argument("--unconditioned", action="store_true", help="plain DDPM baseline: no encoder, no condition")
     tr.add_argument("--target-fpr", type=float, help="calibrate the threshold to this healthy voxel FPR")
+    tr.add_argument("--init-from", type=Path,
+                    help="stage-2 model folder whose weights start the run (warm start with a fresh optimiser)")
+    tr.add_argument("--timestep-range", type=int, nargs=2, metavar=("LOW", "HIGH"),
+                    help="train on 0-based diffusion indices LOW..HIGH only (default: the whole chain)")
     _add_common(tr)
 
     det = sub.add_parser("detect", epilog=EPILOG, help="anomaly map, reconstruction and mask for one scan",

@@ -9,7 +9,7 @@ Layout of ``out_dir``::
 
     <subject>/<file>.nii.gz              extracted volumes (paths of DATA.md §3)
     manifest.json                         one entry per file + one per preprocessed subject
-    preprocessed/<subject>/image.nii.gz   model grid (KJI (50, 96, 96) array, 2 mm), intensities in [0, 1]
+    preprocessed/<subject>/image.nii.gz   model grid (``cfg.grid``; KJI (88, 96, 96) at 2 mm by default), in [0, 1]
     preprocessed/<subject>/brain_mask.nii.gz
 """
 

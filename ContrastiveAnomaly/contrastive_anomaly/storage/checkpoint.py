@@ -30,10 +30,12 @@ from .files import replace_into_place
 from .integrity import CHECKSUM_FILE, CONFIG_FILE, WEIGHTS_FILE, sha256_of, verify_model_folder
 
 __all__ = ["CHECKSUM_FILE", "CONFIG_FILE", "WEIGHTS_FILE", "sha256_of", "verify_model_folder", "save_model",
-           "load_model_folder", "read_model_config", "load_state_strict", "save_trainer_state", "load_trainer_state"]
+           "load_model_folder", "read_model_config", "load_state_strict", "save_trainer_state", "load_trainer_state",
+           "load_online_weights"]
 
 TRAINER_STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
+ONLINE_WEIGHTS_FILE = "online.safetensors"  # the optimised weights when model.safetensors holds their EMA
 
 
 def _write_atomic(path: Path, write: Any) -> None:
@@ -116,9 +118,18 @@ def load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], f
         raise CheckpointError(f"weights in {folder} do not match their config.json ({detail})") from exc
 
 
-def save_trainer_state(folder: str | Path, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-    """Save optimizer tensors (safetensors) and JSON-serialisable loop state (step, best loss, rng seeds…)."""
+def save_trainer_state(folder: str | Path, optimizer: torch.optim.Optimizer, state: dict[str, Any],
+                       online_weights: dict[str, torch.Tensor] | None = None) -> None:
+    """Save optimizer tensors (safetensors) and JSON-serialisable loop state (step, best loss, curves…).
+
+    ``online_weights``: the optimised (non-averaged) weights, written to ``online.safetensors`` when the folder's
+    ``model.safetensors`` holds their exponential moving average. The loop state is written last, so a folder
+    whose ``trainer_state.json`` is present has all its resumable files.
+    """
     folder = Path(folder)
+    if online_weights is not None:
+        online = {name: tensor.detach().cpu().contiguous() for name, tensor in online_weights.items()}
+        _write_atomic(folder / ONLINE_WEIGHTS_FILE, lambda tmp: save_file(online, tmp))
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for index, param_state in optimizer.state_dict()["state"].items():
@@ -149,3 +160,14 @@ def load_trainer_state(folder: str | Path, optimizer: torch.optim.Optimizer) -> 
         per_param.setdefault(int(index), {}).update(values)
     optimizer.load_state_dict({"state": per_param, "param_groups": payload.pop("optimizer_param_groups")})
     return payload
+
+
+def load_online_weights(folder: str | Path) -> dict[str, torch.Tensor] | None:
+    """The optimised weights saved beside an EMA checkpoint, or ``None`` when the run kept no EMA."""
+    path = Path(folder) / ONLINE_WEIGHTS_FILE
+    if not path.is_file():
+        return None
+    try:
+        return load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise CheckpointError(f"cannot resume from {folder}: {str(exc).splitlines()[0][:160]}") from None
