@@ -26,10 +26,12 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
-from ContrastiveAnomalyLib import appearance, findings, install, model_registry, process, slicer_bridge, widget_state
+from contrastive_anomaly.errors import ContrastiveAnomalyError
+from contrastive_anomaly.storage import registry as model_registry
+from ContrastiveAnomalyLib import appearance, findings, install, process, slicer_bridge, widget_state
 from ContrastiveAnomalyLib.launchers import defaultInstallApi
 from ContrastiveAnomalyLib.logic import DetectionLogic
-from ContrastiveAnomalyLib.paths import REQUIREMENTS_FILE, SETTINGS_PREFIX, registry_path, user_models_dir
+from ContrastiveAnomalyLib.paths import REQUIREMENTS_FILE, SETTINGS_PREFIX
 from ContrastiveAnomalyLib.self_test import SelfTestCases
 
 SEGMENT_UPDATE_DEBOUNCE_MS = 300
@@ -201,8 +203,8 @@ class ContrastiveAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         self.ui.modelComboBox.blockSignals(True)
         self.ui.modelComboBox.clear()
         try:
-            entries = model_registry.list_models(registry_path(), user_models_dir())
-        except model_registry.ModelImportError as exc:
+            entries = model_registry.list_models()
+        except ContrastiveAnomalyError as exc:
             entries = []
             self.showError(str(exc))
         for entry in entries:
@@ -222,7 +224,7 @@ class ContrastiveAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
     def currentModel(self):
         name = self.ui.modelComboBox.currentData
         entry = self._models.get(name) if name else None
-        return entry if entry is not None and entry.available else None
+        return entry if entry is not None and entry.installed else None
 
     def onModelChanged(self, index: int) -> None:
         if self._parameterNode is None:
@@ -380,9 +382,8 @@ class ContrastiveAnomalyWidget(ScriptedLoadableModuleWidget, VTKObservationMixin
         if not path:
             return
         try:
-            registry = model_registry.load_registry(registry_path())
-            entry = model_registry.import_model(Path(path), user_models_dir(), registry)
-        except (model_registry.ModelImportError, OSError) as exc:
+            entry = model_registry.import_model(Path(path))
+        except (ContrastiveAnomalyError, OSError) as exc:
             self.showError(f"model not imported: {exc}")
             return
         self.refreshModels()

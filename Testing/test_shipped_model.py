@@ -16,23 +16,22 @@ import SimpleITK as sitk
 
 from contrastive_anomaly.errors import CheckpointError
 from contrastive_anomaly.storage.checkpoint import WEIGHTS_FILE, sha256_of, verify_model_folder
-from contrastive_anomaly.storage.registry import read_registry, resolve_model
+from contrastive_anomaly.storage.registry import BUILTIN_MODELS_DIR, list_models, resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = ROOT / "models" / "t1-compact"
+DEFAULT_MODEL = BUILTIN_MODELS_DIR / "t1-compact"
 # Stated in models/MODEL_CARD.md ("Floors checked by the tests").
 DEMO_DICE_FLOOR = 0.10
 HEALTHY_FALSE_POSITIVE_ML = 10.0
 
 
-def test_registry_lists_the_default_model_with_matching_checksum():
-    folder, entries = read_registry()
-    assert folder == ROOT / "models"
-    default = [entry for entry in entries if entry.get("default")]
-    assert len(default) == 1 and resolve_model(None) == folder / default[0]["path"]
-    assert default[0]["sha256"] == sha256_of(folder / default[0]["path"] / WEIGHTS_FILE)
-    verify_model_folder(folder / default[0]["path"])
-    total_mb = sum(f.stat().st_size for f in (ROOT / "models").rglob("*.safetensors")) / 2**20
+def test_registry_lists_the_default_model_with_matching_checksum(tmp_path):
+    default = [entry for entry in list_models(user_dir=tmp_path) if entry.default]
+    assert len(default) == 1 and default[0].source == "built-in"
+    assert resolve_model(None, user_dir=tmp_path) == DEFAULT_MODEL == default[0].folder
+    assert default[0].sha256 == sha256_of(DEFAULT_MODEL / WEIGHTS_FILE)
+    verify_model_folder(DEFAULT_MODEL)
+    total_mb = sum(f.stat().st_size for f in BUILTIN_MODELS_DIR.rglob("*.safetensors")) / 2**20
     assert total_mb <= 40
 
 

@@ -28,7 +28,8 @@ from test_slicer_bridge import Mrml  # noqa: E402
 
 from contrastive_anomaly.config import GridConfig  # noqa: E402
 from contrastive_anomaly.data.phantom_subjects import make_phantom, plant_sphere_lesion  # noqa: E402
-from ContrastiveAnomalyLib import appearance, findings, model_registry, process, slicer_bridge  # noqa: E402
+from contrastive_anomaly.storage import registry as model_registry  # noqa: E402
+from ContrastiveAnomalyLib import appearance, findings, process, slicer_bridge  # noqa: E402
 
 pytestmark = [pytest.mark.slicer_core, pytest.mark.slow]
 RUN_TIMEOUT_S = 300
@@ -36,20 +37,19 @@ RUN_TIMEOUT_S = 300
 
 @pytest.fixture()
 def model_folder(request) -> Path:
-    """``$CONTRASTIVE_ANOMALY_TEST_MODEL``, else a tiny model from ``models/registry.json``, else the engine tests'
+    """``$CONTRASTIVE_ANOMALY_TEST_MODEL``, else a registered tiny model, else the engine tests'
     session-wide ``trained_tiny_model`` (Testing/conftest.py; shared, so it is trained once per test session)."""
     configured = os.environ.get("CONTRASTIVE_ANOMALY_TEST_MODEL")
     if configured:
         return Path(configured)
-    available = [m for m in model_registry.list_models(REPO / "models" / "registry.json", REPO / ".no-user-models")
-                 if m.available]
+    available = [m for m in model_registry.list_models(user_dir=REPO / ".no-user-models") if m.installed]
     tiny = [m for m in available if "tiny" in m.name]
     if tiny:
         return tiny[0].folder
     try:
         return Path(request.getfixturevalue("trained_tiny_model"))
     except pytest.FixtureLookupError:
-        pytest.skip("no model: set CONTRASTIVE_ANOMALY_TEST_MODEL or add a tiny model to models/registry.json")
+        pytest.skip("no model: set CONTRASTIVE_ANOMALY_TEST_MODEL or register a tiny model")
 
 
 def phantom_input(mrml: Mrml):

@@ -31,7 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fakes import slicer_app  # noqa: E402
 from test_slicer_bridge import Mrml  # noqa: E402
 
-from ContrastiveAnomalyLib import appearance, model_registry, process, slicer_bridge  # noqa: E402
+from contrastive_anomaly.storage import registry as model_registry  # noqa: E402
+from contrastive_anomaly.storage.integrity import sha256_of  # noqa: E402
+from ContrastiveAnomalyLib import appearance, process, slicer_bridge  # noqa: E402
 
 pytestmark = pytest.mark.slicer_core
 TIMEOUT_S = 30.0
@@ -123,10 +125,12 @@ def setup(module, tmp_path):
     model_dir.mkdir()
     (model_dir / "model.safetensors").write_bytes(b"fake")
     (model_dir / "config.json").write_text('{"name": "fake", "contrast": "T1"}')
+    (model_dir / "model.sha256").write_text("".join(f"{sha256_of(model_dir / name)}  {name}\n"
+                                                    for name in ("model.safetensors", "config.json")))
     params = SimpleNamespace(inputVolume=input_node, brainMask=None, contrast="T1", modelName="fake", device="cpu",
                              fastMode=True, threshold=0.1, calibratedThreshold=0.1, anomalyMap=None,
                              reconstruction=None, segmentation=None)
-    model = model_registry.ModelEntry("fake", "T1", model_dir, None, "imported")
+    model = model_registry.ModelEntry("fake", model_dir, "T1", "user")
     return SimpleNamespace(mrml=mrml, logic=logic, launcher=launcher, params=params, model=model, image=image,
                            model_dir=model_dir)
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuilds the shipped default model (models/t1-compact) from registry data, on a CPU, with the project's own CLI.
+# Rebuilds the shipped default model (the package data folder ContrastiveAnomaly/contrastive_anomaly/resources/models/t1-compact) from registry data, on a CPU, with the project's own CLI.
 # Usage: bash tools/build_default_model.sh [STAGE1_STEPS] [STAGE2_STEPS]   (the shipped model: 300 and 1500)
 set -euo pipefail
 S1=${1:-300}; S2=${2:-1500}; RUN=${RUN:-runs/default}
@@ -13,4 +13,5 @@ contrastive-anomaly train "${common[@]}" --steps "$S2" --validate-every 100 --en
   --out "$RUN/ddpm" $([ -f "$RUN/ddpm/last/trainer_state.json" ] && echo --resume)
 # Rule B threshold: 1 % voxel FPR on the healthy validation subject (ITK k-means T1) and its augmented copies.
 contrastive-anomaly calibrate --model "$RUN/ddpm/best" --healthy data/bank/val --target-fpr 0.01 --half \
-  --out models/t1-compact
+  --out ContrastiveAnomaly/contrastive_anomaly/resources/models/t1-compact
+python tools/register_model.py ContrastiveAnomaly/contrastive_anomaly/resources/models/t1-compact --name t1-compact --default

@@ -1,6 +1,10 @@
-"""Add or update a model folder's entry in models/registry.json (name, contrast, grid, size, sha256, path).
+"""Add or update a model folder's row in the ``registry.json`` next to it (name, contrast, grid, size, sha256, path).
 
-    python tools/register_model.py models/t1-compact --name t1-compact --default [--url URL]
+For the built-in registry that ships inside the package (users register their own models with
+``contrastive-anomaly models import``):
+
+    python tools/register_model.py ContrastiveAnomaly/contrastive_anomaly/resources/models/t1-compact \\
+        --name t1-compact --default [--url URL]
 """
 
 from __future__ import annotations

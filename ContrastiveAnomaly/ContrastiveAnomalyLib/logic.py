@@ -15,9 +15,11 @@ import numpy as np
 import slicer
 import slicer.util
 
-from . import appearance, findings, model_registry, process, slicer_bridge
+from contrastive_anomaly.storage import registry as model_registry
+
+from . import appearance, findings, process, slicer_bridge
 from .launchers import defaultLauncher
-from .paths import ENGINE_PARENT_DIR, registry_path, user_models_dir
+from .paths import ENGINE_PARENT_DIR
 
 
 class DetectionRun:
@@ -72,7 +74,7 @@ class DetectionLogic:
         """Write the inputs to a temporary folder and start ``detect`` in the background; return the run."""
         if params.inputVolume is None:
             raise ValueError("select an input volume")
-        if model is None or not model.available:
+        if model is None or not model.installed:
             raise ValueError("select an installed model (or import one)")
         scene = self._scene()
         workDir = Path(tempfile.mkdtemp(prefix="ContrastiveAnomaly-", dir=slicer.app.temporaryPath))
@@ -144,7 +146,8 @@ class DetectionLogic:
             slicer_bridge.place_in_study(scene, node, inputVolume)
         threshold = result.threshold
         if threshold is None:
-            threshold = model_registry.calibrated_threshold(run.modelFolder) or params.threshold
+            section = model_registry.read_config_json(run.modelFolder).get("postprocess") or {}
+            threshold = section.get("threshold") or section.get("default_threshold") or params.threshold
         params.anomalyMap = anomalyMap
         params.reconstruction = reconstruction
         params.segmentation = segmentation
@@ -162,9 +165,8 @@ class DetectionLogic:
         from contrastive_anomaly.config import GridConfig, PostprocessConfig
 
         defaults = PostprocessConfig()
-        entries = {e.name: e for e in model_registry.list_models(registry_path(), user_models_dir())}
-        entry = entries.get(params.modelName)
-        config = model_registry.read_model_config(entry.folder) if entry and entry.available else {}
+        entry = model_registry.find_model(params.modelName) if params.modelName else None
+        config = model_registry.read_config_json(entry.folder) if entry and entry.installed else {}
         section = config.get("postprocess", {})
         spacing = config.get("grid", {}).get("spacing_mm", GridConfig().spacing_mm)
         maxRemoved = int(section.get("max_removed_component_voxels", defaults.max_removed_component_voxels))

@@ -13,8 +13,9 @@ import numpy as np
 import slicer
 import slicer.util
 
-from . import appearance, model_registry, slicer_bridge
-from .paths import registry_path, user_models_dir
+from contrastive_anomaly.storage import registry as model_registry
+
+from . import appearance, slicer_bridge
 
 SELF_TEST_SEED = 5
 SELF_TEST_LESION_RADIUS_VOX = 4.0
@@ -42,7 +43,7 @@ class SelfTestCases:
         return volume, lesion
 
     def _model(self):
-        models = [m for m in model_registry.list_models(registry_path(), user_models_dir()) if m.available]
+        models = [m for m in model_registry.list_models() if m.installed]
         tiny = [m for m in models if "tiny" in m.name] or models
         self.assertTrue(tiny, "no installed model: add the tiny test model to models/registry.json")
         return tiny[0]

@@ -16,6 +16,7 @@ from ..errors import Cancelled, ContrastiveAnomalyError, InputError
 from ..jobs.lesion_benchmark.command import add_benchmark_parser, run_benchmark_command
 from ..runtime.progress import ProgressReporter
 from . import commands
+from .models_command import add_models_parser, run_models_command
 
 EPILOG = "Docs: README.md and docs/ in the repository. Not a medical device."
 
@@ -163,13 +164,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(fetch)
 
     add_benchmark_parser(sub)
+    add_models_parser(sub)
     return parser
 
 
 COMMANDS = {"demo": commands.run_demo, "detect": commands.run_detect, "detect-batch": commands.run_detect_batch,
             "train-encoder": commands.run_train_encoder, "train": commands.run_train,
             "calibrate": commands.run_calibrate, "evaluate": commands.run_evaluate, "data": commands.run_data,
-            "benchmark": run_benchmark_command}
+            "benchmark": run_benchmark_command, "models": run_models_command}
 
 
 def _raise_cancel(signum: int, frame: object) -> None:

@@ -84,7 +84,7 @@ def load_detector(name_or_path: str | Path | None, device: torch.device) -> Dete
     ``None`` or ``"default"`` loads the registry's default model. Raises :class:`CheckpointError` with one line
     when the folder is missing, fails its checksums, or describes a model that cannot be built.
     """
-    folder = resolve_model(name_or_path)
+    folder = resolve_model(name_or_path, verify=False)  # the registry's trust rules; files are hashed once, below
     cfg, state, _ = load_model_folder(folder, expected_kind="diffusion")
     try:
         model = AnomalyDiffusionModel(cfg)

@@ -34,7 +34,8 @@ def add_benchmark_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPa
     bench.add_argument("--models-dir", type=Path,
                        help="where trained models live (reused if OUT/<method>/model exists; default OUT/models)")
     bench.add_argument("--contrastive-model", type=Path,
-                       help="an existing stage-2 model folder to benchmark as 'contrastive' (e.g. models/t1-compact)")
+                       help="an existing stage-2 model folder to benchmark as 'contrastive' "
+                            "(e.g. the built-in t1-compact's folder)")
     bench.add_argument("--lesions-per-kind", type=int, help="lesions per kind per held-out subject (default 2)")
     bench.add_argument("--seed", type=int, help="training seed of the learned methods")
     bench.add_argument("--progress", choices=("bar", "jsonl", "none"), default="bar", help="progress display")
