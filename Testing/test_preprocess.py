@@ -17,6 +17,7 @@ from contrastive_anomaly.preprocess.intensity import percentile_normalise
 from contrastive_anomaly.preprocess.quality import raise_or_warn
 from contrastive_anomaly.preprocess.templates import model_grid, model_template
 from contrastive_anomaly.runtime.progress import ProgressReporter
+from contrastive_anomaly.scoring.metrics import dice
 
 # Brain-extraction Dice floors on the 3 mm phantom (docs/PREPROCESSING.md; measured 0.89 T1, 0.87 T2).
 DICE_FLOOR = {"T1": 0.85, "T2": 0.82}
@@ -25,8 +26,7 @@ STAGES = ["validate", "brain_extraction", "bias_correction", "registration", "no
 
 
 def _dice(a: sitk.Image, b: sitk.Image) -> float:
-    x, y = sitk.GetArrayViewFromImage(a) > 0, sitk.GetArrayViewFromImage(b) > 0
-    return 2.0 * (x & y).sum() / (x.sum() + y.sum())
+    return dice(sitk.GetArrayViewFromImage(a), sitk.GetArrayViewFromImage(b))
 
 
 @pytest.fixture(scope="module")

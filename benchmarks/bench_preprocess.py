@@ -26,6 +26,7 @@ import SimpleITK as sitk
 from contrastive_anomaly.config import preset
 from contrastive_anomaly.data.phantom_head import head_phantom
 from contrastive_anomaly.preprocess import prepare_volume, to_native
+from contrastive_anomaly.scoring.metrics import dice as mask_dice
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBJECTS = {
@@ -36,8 +37,7 @@ SUBJECTS = {
 
 
 def dice(a: sitk.Image, b: sitk.Image) -> float:
-    x, y = sitk.GetArrayViewFromImage(a) > 0, sitk.GetArrayViewFromImage(b) > 0
-    return float(2.0 * (x & y).sum() / (x.sum() + y.sum()))
+    return mask_dice(sitk.GetArrayViewFromImage(a), sitk.GetArrayViewFromImage(b))
 
 
 CHILD = """

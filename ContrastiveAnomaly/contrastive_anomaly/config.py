@@ -336,7 +336,10 @@ class ModelConfig:
         return cls.from_dict(json.loads(text))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+        """Write ``config.json`` atomically (never half-written)."""
+        from .storage.files import write_text_atomic  # lazy: keeps this module free of SimpleITK
+
+        write_text_atomic(self.to_json() + "\n", path)
 
     @classmethod
     def load(cls, path: str | Path) -> ModelConfig:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 
 from ..config import GridConfig, ModelConfig, preset
 from ..errors import InputError
@@ -149,8 +148,9 @@ def run_evaluate(args: argparse.Namespace, progress: ProgressReporter) -> int:
                             healthy_val=read_volume_folder(args.healthy) if args.healthy else None,
                             progress=progress)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "metrics.json").write_text(json.dumps(report, indent=2, default=float) + "\n", encoding="utf-8")
+        from ..storage.files import write_json_atomic
+
+        write_json_atomic(report, args.out / "metrics.json", default=float)
     if args.progress != "jsonl":
         for rule, result in report["rules"].items():
             mean = result["mean"]

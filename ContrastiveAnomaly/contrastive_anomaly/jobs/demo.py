@@ -9,7 +9,6 @@ synthetic; the Dice it reports measures only how well a planted lesion is found.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import SimpleITK as sitk
 from ..data.lesions.plant import plant_lesion
 from ..runtime.progress import ProgressReporter
 from ..scoring.metrics import dice
-from ..storage.files import image_from_array, read_image, write_image_atomic
+from ..storage.files import image_from_array, read_image, write_image_atomic, write_json_atomic
 from .detect import OUTPUT_FILES, DetectRequest, detect
 from .figures import overview_figure
 
@@ -65,8 +64,7 @@ def run_demo(corpus: Path, out_dir: Path, model: str | None = None, kind: str = 
         planted, truth_kji, params = plant_in_native_space(scan, brain, kind, seed)
         scan_path = write_image_atomic(planted, out_dir / "input_with_synthetic_lesion.nii.gz")
         truth_path = write_image_atomic(image_from_array(truth_kji, scan), out_dir / "synthetic_lesion_mask.nii.gz")
-        (out_dir / "synthetic_lesion.json").write_text(json.dumps(params, indent=2, default=str) + "\n",
-                                                       encoding="utf-8")
+        write_json_atomic(params, out_dir / "synthetic_lesion.json", default=str)
     summary = detect(DetectRequest(input=scan_path, out_dir=out_dir, model=model, device=device, contrast="T1"),
                      progress)
     predicted = sitk.GetArrayFromImage(sitk.ReadImage(str(out_dir / OUTPUT_FILES["mask"]))) > 0
@@ -82,5 +80,5 @@ def run_demo(corpus: Path, out_dir: Path, model: str | None = None, kind: str = 
             title=f"ROBEX subject (real T1) + synthetic {kind} lesion: Dice {summary['dice']:.2f}",
             threshold=summary["threshold"])
     summary["outputs"].update(input=str(scan_path), truth=str(truth_path), overview=str(figure))
-    (out_dir / "demo_summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    write_json_atomic(summary, out_dir / "demo_summary.json", default=str)
     return summary

@@ -17,7 +17,6 @@ Everything is written in a staging folder and moved into place only when complet
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ from ..runtime.progress import ProgressReporter
 from ..scoring.detector import Detector, load_detector
 from ..scoring.regions import find_regions, regions_summary
 from ..scoring.volume_score import score_volume
-from ..storage.files import staged_outputs, write_image_atomic
+from ..storage.files import staged_outputs, write_image_atomic, write_json_atomic
 from ..storage.segmentation import write_anomaly_segmentation
 from .coverage import coverage_warning, scored_coverage
 
@@ -139,7 +138,7 @@ def detect(request: DetectRequest, progress: ProgressReporter | None = None,
         write_image_atomic(prepared.native_brain_mask, staging / OUTPUT_FILES["brain_mask"])
         write_anomaly_segmentation(mask_kji, reference, staging / OUTPUT_FILES["segmentation"])
         summary["timings_s"] = {k: round(v, 3) for k, v in progress.timings_s.items()}
-        (staging / OUTPUT_FILES["summary"]).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        write_json_atomic(summary, staging / OUTPUT_FILES["summary"])
     outputs = {name: str(out_dir / filename) for name, filename in OUTPUT_FILES.items()}
     progress.result(outputs, threshold=scored.threshold, postprocess=postprocess_used, seed=cfg.inference.seed,
                     precision=precision, scored=coverage, region_count=summary["region_count"],

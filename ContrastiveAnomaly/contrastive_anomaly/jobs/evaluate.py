@@ -14,11 +14,12 @@ from typing import Any
 
 import torch
 
-from ..config import BenchmarkConfig, PostprocessConfig
+from ..config import PostprocessConfig
 from ..data.volumes import Subject
 from ..runtime.progress import ProgressReporter
 from ..scoring.detector import Detector
 from ..scoring.metrics import (
+    DETECTION_BINS_ML,
     evaluate_volumes,
     false_positive_volume_ml,
     healthy_reconstruction_error,
@@ -28,8 +29,6 @@ from ..scoring.metrics import (
 from ..scoring.postprocess import binarize, effective_threshold
 from ..scoring.thresholds import best_dice_threshold, fpr_thresholds
 from ..scoring.volume_score import VolumeScore, score_volume
-
-DETECTION_BINS_ML = BenchmarkConfig.detection_bins_ml  # lesion-size bucket bounds (mL), one definition
 
 
 def score_subjects(detector: Detector, subjects: list[Subject], progress: ProgressReporter | None = None

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..storage.files import atomic_write
+
 
 def _slice_through(mask_kji: np.ndarray | None, fallback_kji: np.ndarray) -> int:
     """The axial slice with the most mask voxels, else the one with the most non-zero input voxels."""
@@ -50,6 +52,7 @@ def overview_figure(image_kji: np.ndarray, reconstruction_kji: np.ndarray, score
         axis.set_axis_off()
     figure.suptitle(f"{title}  (axial slice {k})")
     path = Path(path)
-    figure.savefig(path, dpi=90)
+    with atomic_write(path) as tmp:
+        figure.savefig(tmp, dpi=90)
     plt.close(figure)
     return path

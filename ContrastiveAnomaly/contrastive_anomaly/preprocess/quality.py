@@ -14,6 +14,7 @@ import SimpleITK as sitk
 
 from ..config import PreprocessConfig
 from ..errors import RegistrationError
+from ..scoring.metrics import dice as mask_dice
 from . import registration
 
 
@@ -24,18 +25,12 @@ def check_head_alignment(metric: float, cfg: PreprocessConfig) -> None:
                                 f"{metric:.2f} > {cfg.qc_head_metric_fail:.2f}); it does not look like a head MRI")
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = a > 0, b > 0
-    total = int(a.sum() + b.sum())
-    return 2.0 * float((a & b).sum()) / total if total else 0.0
-
-
 def assess(model_t1: sitk.Image, model_mask: sitk.Image, moving: sitk.Image, scan_mask: sitk.Image,
            model_to_scan: sitk.AffineTransform, cfg: PreprocessConfig) -> dict[str, Any]:
     """QC numbers for a template -> scan alignment. ``scan_mask`` is uint8 on (a sub-grid of) the scan grid."""
     metric = registration.mutual_information(model_t1, moving, model_to_scan, cfg)
     warped = sitk.Resample(scan_mask, model_mask, model_to_scan, sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-    dice = _dice(sitk.GetArrayViewFromImage(warped), sitk.GetArrayViewFromImage(model_mask))
+    dice = mask_dice(sitk.GetArrayViewFromImage(warped), sitk.GetArrayViewFromImage(model_mask))
     volume_ml = float(sitk.GetArrayViewFromImage(scan_mask).sum() * np.prod(scan_mask.GetSpacing()) / 1000.0)
     scale = float(abs(np.linalg.det(np.array(model_to_scan.GetMatrix()).reshape(3, 3))))
     return {"registration_metric": metric, "template_dice": dice, "brain_volume_ml": volume_ml,

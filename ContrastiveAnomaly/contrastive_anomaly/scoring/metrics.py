@@ -16,12 +16,14 @@ import numpy as np
 from scipy import ndimage
 from sklearn.metrics import auc, average_precision_score, roc_curve
 
+from ..config import BenchmarkConfig
 from ..errors import InputError
 from .postprocess import neighbourhood
 from .regions import voxel_volume_ml
 
 MM3_PER_ML = 1000.0
 METRIC_NAMES = ("dice", "auprc", "auroc")
+DETECTION_BINS_ML = BenchmarkConfig.detection_bins_ml  # lesion-size bucket edges (mL); defined once, in the config
 
 
 def _mask(array: np.ndarray) -> np.ndarray:
@@ -33,14 +35,25 @@ def _require_same_shape(a: np.ndarray, b: np.ndarray, what: str) -> None:
         raise InputError(f"{what}: shapes {np.shape(a)} and {np.shape(b)} differ")
 
 
-def dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    """``2|P∩G| / (|P| + |G|)``; 1.0 when both masks are empty."""
-    _require_same_shape(pred, truth, "dice")
-    p, g = _mask(pred), _mask(truth)
-    total = int(np.count_nonzero(p)) + int(np.count_nonzero(g))
+def dice_from_counts(intersection: int, predicted: int, truth: int) -> float:
+    """The project's one Dice: ``2 |P ∩ G| / (|P| + |G|)`` from voxel counts.
+
+    Empty-mask convention: both masks empty gives **1.0** (nothing to find, nothing found: a healthy scan scored
+    correctly); exactly one empty gives 0.0 (the formula). Every Dice in the engine (per volume, pooled over volumes,
+    threshold search, registration QC) goes through this function.
+    """
+    total = int(predicted) + int(truth)
     if total == 0:
         return 1.0
-    return 2.0 * int(np.count_nonzero(p & g)) / total
+    return 2.0 * int(intersection) / total
+
+
+def dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of two masks of the same shape (``> 0`` counts as set); see :func:`dice_from_counts` for the
+    empty-mask convention (both empty: 1.0)."""
+    _require_same_shape(pred, truth, "dice")
+    p, g = _mask(pred), _mask(truth)
+    return dice_from_counts(np.count_nonzero(p & g), np.count_nonzero(p), np.count_nonzero(g))
 
 
 def _flat_scores_labels(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -167,7 +180,7 @@ def lesion_detection(
     pred_mask: np.ndarray,
     truth_mask: np.ndarray,
     spacing_mm: Sequence[float],
-    bins_ml: Sequence[float] = (0.1, 1.0, 10.0),
+    bins_ml: Sequence[float] = DETECTION_BINS_ML,
     connectivity: int = 26,
 ) -> dict[str, Any]:
     """Per-lesion detection, grouped by lesion volume.

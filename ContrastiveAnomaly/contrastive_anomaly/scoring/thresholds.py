@@ -17,6 +17,7 @@ import numpy as np
 
 from ..config import PostprocessConfig
 from ..errors import InputError
+from .metrics import dice_from_counts
 from .postprocess import binarize
 
 # Rule A: each round evaluates Dice at these fractions of the current interval and keeps the half around the better.
@@ -43,8 +44,8 @@ def pooled_dice(
     """Dice of ``binarize(map, threshold)`` against ``label > 0``, with the counts summed over all volumes.
 
     The component filter is applied to each volume separately (components never span volumes). With
-    ``component_filter=False`` the mask is the bare ``map > threshold``, as in the official search. Returns 1.0 when
-    both the prediction and the labels are empty.
+    ``component_filter=False`` the mask is the bare ``map > threshold``, as in the official search. Empty masks follow
+    :func:`~contrastive_anomaly.scoring.metrics.dice_from_counts` (both empty: 1.0).
     """
     intersection = predicted = truth = 0
     for score, label in zip(maps, labels, strict=True):
@@ -53,9 +54,7 @@ def pooled_dice(
         intersection += int(np.count_nonzero(pred & true))
         predicted += int(np.count_nonzero(pred))
         truth += int(np.count_nonzero(true))
-    if predicted + truth == 0:
-        return 1.0
-    return 2.0 * intersection / (predicted + truth)
+    return dice_from_counts(intersection, predicted, truth)
 
 
 def dice_search(

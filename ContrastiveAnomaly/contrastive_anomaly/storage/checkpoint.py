@@ -14,8 +14,6 @@ Training folders add ``trainer_state.json`` and ``optimizer.safetensors`` so tha
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from .. import __version__
 from ..config import ModelConfig
 from ..errors import CheckpointError
-from .files import replace_into_place
+from .files import atomic_write, write_json_atomic, write_text_atomic
 from .integrity import CHECKSUM_FILE, CONFIG_FILE, WEIGHTS_FILE, sha256_of, verify_model_folder
 
 __all__ = ["CHECKSUM_FILE", "CONFIG_FILE", "WEIGHTS_FILE", "sha256_of", "verify_model_folder", "save_model",
@@ -36,17 +34,6 @@ __all__ = ["CHECKSUM_FILE", "CONFIG_FILE", "WEIGHTS_FILE", "sha256_of", "verify_
 TRAINER_STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
 ONLINE_WEIGHTS_FILE = "online.safetensors"  # the optimised weights when model.safetensors holds their EMA
-
-
-def _write_atomic(path: Path, write: Any) -> None:
-    """Call ``write(tmp_path)`` then rename the temporary file onto ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        replace_into_place(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def save_model(folder: str | Path, state_dict: dict[str, torch.Tensor], cfg: ModelConfig, kind: str,
@@ -68,12 +55,11 @@ def save_model(folder: str | Path, state_dict: dict[str, torch.Tensor], cfg: Mod
         cfg.code_version = __version__
     config_data = cfg.to_dict()
     config_data["checkpoint"] = {"kind": kind, "dtype": "float16" if half else "float32", **(metadata or {})}
-    _write_atomic(folder / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp, metadata={"kind": kind}))
-    _write_atomic(folder / CONFIG_FILE,
-                  lambda tmp: Path(tmp).write_text(json.dumps(config_data, indent=2, sort_keys=True) + "\n",
-                                                   encoding="utf-8"))
+    with atomic_write(folder / WEIGHTS_FILE) as tmp:
+        save_file(tensors, str(tmp), metadata={"kind": kind})
+    write_json_atomic(config_data, folder / CONFIG_FILE, sort_keys=True)
     lines = "".join(f"{sha256_of(folder / name)}  {name}\n" for name in (WEIGHTS_FILE, CONFIG_FILE))
-    _write_atomic(folder / CHECKSUM_FILE, lambda tmp: Path(tmp).write_text(lines, encoding="utf-8"))
+    write_text_atomic(lines, folder / CHECKSUM_FILE)
     return folder
 
 
@@ -129,7 +115,8 @@ def save_trainer_state(folder: str | Path, optimizer: torch.optim.Optimizer, sta
     folder = Path(folder)
     if online_weights is not None:
         online = {name: tensor.detach().cpu().contiguous() for name, tensor in online_weights.items()}
-        _write_atomic(folder / ONLINE_WEIGHTS_FILE, lambda tmp: save_file(online, tmp))
+        with atomic_write(folder / ONLINE_WEIGHTS_FILE) as tmp:
+            save_file(online, str(tmp))
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for index, param_state in optimizer.state_dict()["state"].items():
@@ -139,9 +126,9 @@ def save_trainer_state(folder: str | Path, optimizer: torch.optim.Optimizer, sta
             else:
                 scalars.setdefault(str(index), {})[name] = value
     payload = dict(state, optimizer_scalars=scalars, optimizer_param_groups=optimizer.state_dict()["param_groups"])
-    _write_atomic(folder / OPTIMIZER_FILE, lambda tmp: save_file(tensors, tmp))
-    _write_atomic(folder / TRAINER_STATE_FILE,
-                  lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2), encoding="utf-8"))
+    with atomic_write(folder / OPTIMIZER_FILE) as tmp:
+        save_file(tensors, str(tmp))
+    write_json_atomic(payload, folder / TRAINER_STATE_FILE)
 
 
 def load_trainer_state(folder: str | Path, optimizer: torch.optim.Optimizer) -> dict[str, Any]:

@@ -1,18 +1,22 @@
-"""Reading and writing volumes with SimpleITK, and atomic output.
+"""Reading and writing volumes with SimpleITK, and the engine's one atomic file writer.
 
 Geometry is SimpleITK's: origin, spacing and direction in **LPS** physical space (mm). Arrays obtained with
-``SimpleITK.GetArrayFromImage`` are **KJI**. Every output is first written under a temporary name in the target
+``SimpleITK.GetArrayFromImage`` are **KJI**. Every file the engine writes (images, JSON, CSV, weights, configs,
+segmentations, corpus files) goes through :func:`atomic_write`: written under a temporary name in the target
 folder and renamed when complete, so a crash or a cancel never leaves a half-written result.
 """
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
@@ -59,10 +63,54 @@ def _default_file_mode() -> int:
     return 0o666 & ~umask
 
 
-def replace_into_place(tmp: str | Path, path: str | Path) -> None:
-    """Rename a finished temporary file onto ``path`` with ordinary permissions (mkstemp creates files 0600)."""
-    os.chmod(tmp, _default_file_mode())
-    os.replace(tmp, path)
+def _format_suffix(path: Path) -> str:
+    """The suffix a writer looks at to pick the format: ``.nii.gz``/``.seg.nrrd`` as a pair, else the last one."""
+    pair = "".join(path.suffixes[-2:])
+    return pair if pair.lower() in (".nii.gz", ".seg.nrrd") else path.suffix
+
+
+@contextmanager
+def atomic_write(path: str | Path) -> Iterator[Path]:
+    """The one way the engine writes a file: yield a temporary path next to ``path``, rename it onto ``path`` when
+    the block finishes, delete it when the block raises.
+
+    The temporary name is hidden (``.<name>.<random>.partial<suffix>``) and keeps the format suffix, so writers
+    that choose the format from the extension (SimpleITK, slicerio, safetensors) work unchanged. The file gets
+    ordinary permissions (mkstemp makes 0600 files). An :class:`OSError` while creating, writing or renaming
+    becomes one :class:`OutputError` line; any other exception is re-raised as it is, and ``path`` is never left
+    half-written.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{_format_suffix(path)}",
+                                    dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"cannot write to {path.parent}: {exc.strerror or exc}") from None
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, _default_file_mode())
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(text: str, path: str | Path) -> Path:
+    """Write UTF-8 ``text`` to ``path`` through :func:`atomic_write`."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json_atomic(payload: Any, path: str | Path, **dumps_options: Any) -> Path:
+    """Write ``payload`` as indented JSON (plus a final newline) through :func:`atomic_write`.
+
+    ``dumps_options`` go to :func:`json.dumps` (for example ``sort_keys=True`` or ``default=str``)."""
+    return write_text_atomic(json.dumps(payload, indent=2, **dumps_options) + "\n", path)
 
 
 def image_from_array(array_kji: np.ndarray, reference: sitk.Image) -> sitk.Image:
@@ -72,22 +120,23 @@ def image_from_array(array_kji: np.ndarray, reference: sitk.Image) -> sitk.Image
     return image
 
 
+def write_csv_atomic(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], path: str | Path) -> Path:
+    """Write ``rows`` (dicts; missing keys stay empty) under the header ``columns`` through :func:`atomic_write`."""
+    with atomic_write(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(columns))
+        writer.writeheader()
+        writer.writerows(rows)
+    return Path(path)
+
+
 def write_image_atomic(image: sitk.Image, path: str | Path, compress: bool = True) -> Path:
-    """Write ``image`` to ``path`` through a temporary file in the same folder, then rename it into place."""
+    """Write ``image`` to ``path`` (format from the extension) through :func:`atomic_write`."""
     path = Path(path)
-    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".nii.gz") else path.suffix
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{suffix}", dir=path.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise OutputError(f"cannot write to {path.parent}: {exc.strerror or exc}") from None
-    try:
-        sitk.WriteImage(image, tmp, useCompression=compress)
-        replace_into_place(tmp, path)
-    except (RuntimeError, OSError) as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {str(exc).strip().splitlines()[-1][:160]}") from None
+    with atomic_write(path) as tmp:
+        try:
+            sitk.WriteImage(image, str(tmp), useCompression=compress)
+        except RuntimeError as exc:
+            raise OutputError(f"cannot write {path}: {str(exc).strip().splitlines()[-1][:160]}") from None
     return path
 
 

@@ -8,16 +8,13 @@ from the SimpleITK reference image (origin, spacing, direction are LPS).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 import slicerio
 
-from ..errors import OutputError
-from .files import replace_into_place
+from .files import atomic_write
 
 ANOMALY_SEGMENT_NAME = "Anomaly"
 ANOMALY_COLOR_RGB = (213 / 255, 94 / 255, 0 / 255)  # Okabe–Ito vermillion: distinct for all colour-vision types
@@ -48,13 +45,6 @@ def write_anomaly_segmentation(mask_kji: np.ndarray, reference: sitk.Image, path
     slicerio.add_segment(segmentation, mask_ijk, {"id": "Anomaly", "name": ANOMALY_SEGMENT_NAME,
                                                   "color": list(ANOMALY_COLOR_RGB),
                                                   "terminology": ANOMALY_TERMINOLOGY})
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial.seg.nrrd", dir=path.parent)
-    os.close(fd)
-    try:
-        slicerio.write_segmentation(tmp, segmentation)
-        replace_into_place(tmp, path)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_write(path) as tmp:
+        slicerio.write_segmentation(str(tmp), segmentation)
     return path

@@ -17,7 +17,6 @@ against it.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 from scipy.special import erfc
 
-from ...storage.files import write_image_atomic
+from ...storage.files import write_image_atomic, write_json_atomic
 
 HYPERINTENSE_CONTRASTS = ("T2", "FLAIR", "PD")
 LR_AXIS = 2  # I (columns) is left-right on the atlas-aligned model grid
@@ -131,9 +130,7 @@ def save_case(case: LesionCase, folder: Path, reference_geometry: sitk.Image | N
         else:
             image.SetSpacing([float(s) for s in reversed(case.params["spacing_mm_kji"])])
         write_image_atomic(image, paths[key])
-    tmp = paths["params"].with_name(f".{paths['params'].name}.partial")
-    tmp.write_text(json.dumps(case.params, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(paths["params"])
+    write_json_atomic(case.params, paths["params"], sort_keys=True)
     return paths
 
 

@@ -7,7 +7,6 @@ mL, time in seconds).
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import numpy as np
 
 from ...data.volumes import Subject
 from ...scoring.volume_score import VolumeScore
+from ...storage.files import atomic_write, write_csv_atomic, write_text_atomic
 from ..figures import overview_figure
 
 CAVEAT = ("**Caveat: proof of method, not a clinical result.** Training used population templates (and augmented "
@@ -37,11 +37,7 @@ def columns_of(rows: list[dict[str, Any]]) -> list[str]:
 
 def write_csv(rows: list[dict[str, Any]], path: Path) -> Path:
     """One line per row; numbers at full precision, ``nan`` where a metric is undefined."""
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns_of(rows))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+    return write_csv_atomic(rows, columns_of(rows), path)
 
 
 def _cell(value: Any) -> str:
@@ -69,8 +65,7 @@ def write_markdown(rows: list[dict[str, Any]], path: Path, command: str, notes: 
               "lesion size (rule A); false-positive volume (mL) on the healthy held-out scan; seconds per volume.",
               "", "## Mean of the folds", "", markdown_table(means), "", "## Per fold", "", markdown_table(per_fold),
               ""]
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
+    return write_text_atomic("\n".join(parts), path)
 
 
 def summary_plot(rows: list[dict[str, Any]], path: Path) -> Path:
@@ -95,7 +90,8 @@ def summary_plot(rows: list[dict[str, Any]], path: Path) -> Path:
         axis.set_ylim(0, 1)
         axis.set_title(f"{title}, mean of folds")
     axes[0].legend()
-    figure.savefig(path, dpi=90)
+    with atomic_write(path) as tmp:
+        figure.savefig(tmp, dpi=90)
     plt.close(figure)
     return path
 
