@@ -148,6 +148,7 @@ def _write_series(folder, uid: str, slices: int, description: str) -> None:
         writer.Execute(image)
 
 
+@pytest.mark.filterwarnings("ignore:DICOM folder holds")  # the notice itself is tested below
 def test_dicom_picks_largest_3d_series(tmp_path):
     small, large = "1.2.826.0.1.3680043.2.1125.101", "1.2.826.0.1.3680043.2.1125.202"
     _write_series(tmp_path, small, 3, "localizer")
@@ -158,3 +159,30 @@ def test_dicom_picks_largest_3d_series(tmp_path):
     assert chosen.GetSize()[2] == 3
     with pytest.raises(InputError, match="not found"):
         read_dicom_series(tmp_path, "1.2.3")
+
+
+def test_series_choice_reaches_the_progress_reporter_on_the_detect_path(tmp_path):
+    """detect reads through prepare_file: the several-series notice must arrive as a JSON-lines warning event."""
+    import io
+    import json
+
+    from contrastive_anomaly.preprocess import prepare_file
+    from contrastive_anomaly.runtime.progress import ProgressReporter
+
+    _write_series(tmp_path, "1.2.826.0.1.3680043.2.1125.101", 3, "localizer")
+    _write_series(tmp_path, "1.2.826.0.1.3680043.2.1125.202", 6, "T1 axial")
+    stream = io.StringIO()
+    reporter = ProgressReporter("jsonl", stream)
+    with pytest.raises(InputError):  # 16 x 16 x 6 mm is far too small to be a head; the read stage ran first
+        prepare_file(tmp_path, preset("tiny"), progress=reporter)
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    notices = [e["message"] for e in events if e["event"] == "warning"]
+    assert any("2 series" in m and "1.2.826.0.1.3680043.2.1125.202" in m for m in notices), notices
+    assert reporter.warnings == notices
+
+
+def test_series_choice_without_a_reporter_is_a_python_warning(tmp_path):
+    _write_series(tmp_path, "1.2.826.0.1.3680043.2.1125.101", 3, "localizer")
+    _write_series(tmp_path, "1.2.826.0.1.3680043.2.1125.202", 6, "T1 axial")
+    with pytest.warns(UserWarning, match="2 series"):
+        read_dicom_series(tmp_path)

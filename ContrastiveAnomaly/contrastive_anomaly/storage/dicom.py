@@ -1,12 +1,15 @@
 """DICOM series reading: pick one 3D series from a folder and say which one was taken.
 
 Geometry is SimpleITK's (LPS mm). The chosen series UID and description are stored on the returned image as the
-metadata keys ``ContrastiveAnomaly:SeriesInstanceUID`` and ``ContrastiveAnomaly:SeriesDescription`` and logged.
+metadata keys ``ContrastiveAnomaly:SeriesInstanceUID`` and ``ContrastiveAnomaly:SeriesDescription``. When the folder
+holds several series, the choice is reported through the caller's ``warn`` callback (on the detect path that is the
+progress reporter, so the panel shows it as a warning event), else as a Python warning.
 """
 
 from __future__ import annotations
 
-import logging
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +17,6 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 
-LOG = logging.getLogger(__name__)
 SERIES_UID_KEY = "ContrastiveAnomaly:SeriesInstanceUID"
 SERIES_DESCRIPTION_KEY = "ContrastiveAnomaly:SeriesDescription"
 DESCRIPTION_TAG = "0008|103e"
@@ -70,8 +72,12 @@ def choose_series(series: list[DicomSeries], series_uid: str | None = None) -> D
     return volumes[0]
 
 
-def read_dicom_series(folder: Path, series_uid: str | None = None) -> sitk.Image:
-    """Read one DICOM series from ``folder``: ``series_uid`` if given, else the largest 3D series (logged)."""
+def read_dicom_series(folder: Path, series_uid: str | None = None, *,
+                      warn: Callable[[str], None] | None = None) -> sitk.Image:
+    """Read one DICOM series from ``folder``: ``series_uid`` if given, else the largest 3D series.
+
+    ``warn(message)`` receives the one-line notice that a folder with several series was narrowed to one;
+    without it the notice is a :class:`UserWarning`."""
     series = list_series(folder)
     chosen = choose_series(series, series_uid)
     reader = sitk.ImageSeriesReader()
@@ -82,8 +88,13 @@ def read_dicom_series(folder: Path, series_uid: str | None = None) -> sitk.Image
         reason = str(exc).strip().splitlines()[-1][:160] if str(exc).strip() else "unknown reason"
         raise InputError(f"cannot read DICOM series {chosen.uid}: {reason}") from None
     if len(series) > 1:
-        LOG.warning("DICOM folder holds %d series; using %s (%s, %d files)", len(series), chosen.uid,
-                    chosen.description or "no description", len(chosen.files))
+        message = (f"DICOM folder holds {len(series)} series; using {chosen.uid} "
+                   f"({chosen.description or 'no description'}, {len(chosen.files)} files); choose another with "
+                   "--series UID")
+        if warn is not None:
+            warn(message)
+        else:
+            warnings.warn(message, stacklevel=2)
     image.SetMetaData(SERIES_UID_KEY, chosen.uid)
     image.SetMetaData(SERIES_DESCRIPTION_KEY, chosen.description)
     return image

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,12 @@ from ..errors import InputError, OutputError
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 
 
-def read_image(path: str | Path, series_uid: str | None = None) -> sitk.Image:
+def read_image(path: str | Path, series_uid: str | None = None, *,
+               warn: Callable[[str], None] | None = None) -> sitk.Image:
     """Read a NIfTI/NRRD/MHA file or a DICOM folder as a float32 image, keeping its geometry (LPS).
 
-    A DICOM folder with several series: the one named by ``series_uid``, otherwise the largest 3D series.
+    A DICOM folder with several series: the one named by ``series_uid``, otherwise the largest 3D series; the
+    choice is passed to ``warn`` (see :func:`~contrastive_anomaly.storage.dicom.read_dicom_series`).
     Raises :class:`InputError` with a one-line message when the file cannot be read.
     """
     path = Path(path)
@@ -38,7 +40,7 @@ def read_image(path: str | Path, series_uid: str | None = None) -> sitk.Image:
     if path.is_dir():
         from .dicom import read_dicom_series
 
-        image = read_dicom_series(path, series_uid)
+        image = read_dicom_series(path, series_uid, warn=warn)
     else:
         try:
             image = sitk.ReadImage(str(path))
