@@ -26,6 +26,7 @@ from slicer.ScriptedLoadableModule import (
 )
 from slicer.util import VTKObservationMixin
 
+from contrastive_anomaly.config import CONTRASTS as ENGINE_CONTRASTS
 from contrastive_anomaly.errors import ContrastiveAnomalyError
 from contrastive_anomaly.storage import registry as model_registry
 from ContrastiveAnomalyLib import appearance, findings, install, process, slicer_bridge, widget_state
@@ -35,7 +36,7 @@ from ContrastiveAnomalyLib.paths import REQUIREMENTS_FILE, SETTINGS_PREFIX
 from ContrastiveAnomalyLib.self_test import SelfTestCases
 
 SEGMENT_UPDATE_DEBOUNCE_MS = 300
-CONTRASTS = ["T1", "T2", "FLAIR", "PD"]
+CONTRASTS = list(ENGINE_CONTRASTS)  # the engine's Contrast type, so panel and engine never disagree
 DEVICES = ["auto", "cpu", "cuda"]
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))  # paper_protocols/ (kept outside the engine)
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from contrastive_anomaly.data.loaders.cddpm import load_cddpm_split, subject_key, swap_modality
-from contrastive_anomaly.data.loaders.nova import load_nova, load_png_grey
 from contrastive_anomaly.errors import InputError
+from paper_protocols.cddpm_layout import load_cddpm_split, subject_key, swap_modality
+from paper_protocols.nova_images import load_nova, load_png_grey
 
 SPLIT_COLUMNS = ["img_name", "age", "label", "img_path", "mask_path", "seg_path", "Sex"]
 

@@ -1,12 +1,9 @@
-"""Subject splits (never by slice) and the axial slice dataset."""
+"""Subject splits: never by slice, linked cohorts on one side."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import torch
 
-from contrastive_anomaly.data.slices import SliceDataset
 from contrastive_anomaly.data.splits import LINKED_CORPUS_SUBJECTS, check_disjoint, corpus_roles, split_by_subject
 
 
@@ -50,50 +47,3 @@ def test_corpus_roles_follow_data_md_and_rotate():
     assert rotated["itk_kmeans"] == "test" and rotated["robex_subject"] == "val"
     train, val, test = split_by_subject(list(roles), roles=roles, linked=LINKED_CORPUS_SUBJECTS)
     assert "icbm152_2009a" in train and "mni152nlin6asym" in train
-
-
-def _volumes(n: int, shape=(6, 8, 10)) -> list[np.ndarray]:
-    ramp = np.linspace(0.5, 1, shape[0], dtype=np.float32)[:, None, None]
-    return [(np.full(shape, (v + 1) / (n + 1), dtype=np.float32) * ramp).astype(np.float32) for v in range(n)]
-
-
-def test_slice_dataset_all_slices():
-    volumes = _volumes(3)
-    dataset = SliceDataset(volumes, ["a", "b", "c"])
-    assert len(dataset) == 18
-    item = dataset[7]
-    assert isinstance(item, torch.Tensor) and item.shape == (1, 8, 10) and item.dtype == torch.float32
-    assert dataset.item_info(7) == ("b", 1)
-    assert torch.equal(item[0], torch.from_numpy(volumes[1][1]))
-
-
-def test_slice_dataset_random_slices_per_epoch_and_augmentation_seed():
-    calls: list[int] = []
-
-    def augment(volume: np.ndarray, seed: int) -> np.ndarray:
-        calls.append(seed)
-        return volume + 2.0  # out of range on purpose: the dataset clips to [0, 1]
-
-    dataset = SliceDataset(_volumes(2, (20, 4, 4)), ["a", "b"], augment=augment, slices_per_volume=3, seed=5)
-    assert len(dataset) == 6
-    first = [dataset.item_info(i) for i in range(6)]
-    items = [dataset[i] for i in range(6)]
-    assert all(float(x.max()) <= 1.0 and float(x.min()) >= 0.0 for x in items)
-    assert len(calls) == 2, "each volume is augmented once per epoch"
-    dataset.set_epoch(1)
-    second = [dataset.item_info(i) for i in range(6)]
-    dataset[0]
-    assert calls[2] != calls[0], "a new epoch draws a new augmentation seed"
-    again = SliceDataset(_volumes(2, (20, 4, 4)), ["a", "b"], slices_per_volume=3, seed=5)
-    assert [again.item_info(i) for i in range(6)] == first
-    again.set_epoch(1)
-    assert [again.item_info(i) for i in range(6)] == second != first
-
-
-def test_slice_dataset_rejects_bad_input():
-    with pytest.raises(ValueError, match="subject ids"):
-        SliceDataset(_volumes(2), ["a"])
-    with pytest.raises(ValueError, match="3-D"):
-        SliceDataset([np.zeros((4, 4), dtype=np.float32)], ["a"])
-    with pytest.raises(ValueError, match="slices_per_volume"):
-        SliceDataset(_volumes(1), ["a"], slices_per_volume=0)

@@ -4,6 +4,7 @@ and rank shards cover every scan exactly once."""
 from __future__ import annotations
 
 import csv
+import os
 
 import pytest
 import SimpleITK as sitk
@@ -68,22 +69,9 @@ def test_csv_list_with_relative_paths(tmp_path):
     assert item.scan_id == "first" and item.path == (scans / "scan0.nii.gz").resolve() and item.contrast == "T1"
 
 
-RAY_SCRIPT = """
-import sys
-from pathlib import Path
-import ray
-from contrastive_anomaly.jobs.batch import list_scans
-from contrastive_anomaly.jobs.ray_adapter import score_with_ray
-ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-try:
-    print(score_with_ray(list_scans(Path(sys.argv[1])), Path(sys.argv[2]), model=sys.argv[3]))
-finally:
-    ray.shutdown()
-"""
-
-
-def test_ray_data_adapter_in_local_mode(trained_tiny_model, tmp_path):
-    """Runs in its own process: Ray installs signal handlers that must not leak into the test session."""
+def test_detect_batch_with_ray_in_local_mode(trained_tiny_model, tmp_path):
+    """The user command ``detect-batch --ray``, in its own process: Ray installs signal handlers that must not leak
+    into the test session."""
     import importlib.util
     import subprocess
     import sys
@@ -92,9 +80,12 @@ def test_ray_data_adapter_in_local_mode(trained_tiny_model, tmp_path):
         pytest.skip("ray is not installed")
     scans = tmp_path / "scans"
     _write_scans(scans, count=2)
-    completed = subprocess.run([sys.executable, "-c", RAY_SCRIPT, str(scans), str(tmp_path / "out"),
-                                str(trained_tiny_model)], capture_output=True, text=True, encoding="utf-8",
-                               errors="replace", timeout=600)
+    command = [sys.executable, "-m", "contrastive_anomaly.cli.main", "detect-batch", str(scans), "--out",
+               str(tmp_path / "out"), "--model", str(trained_tiny_model), "--device", "cpu", "--progress", "none",
+               "--ray", "--ray-workers", "1"]
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    completed = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", errors="replace",
+                               timeout=600, env=env)
     assert completed.returncode == 0, completed.stderr[-2000:]
     rows = _rows(tmp_path / "out" / "summary.csv")
     assert rows["scan0"]["status"] == "ok" and rows["scan1"]["status"] == "ok"

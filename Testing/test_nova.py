@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from contrastive_anomaly.errors import InputError
-from contrastive_anomaly.scoring.nova_boxes import (
+from paper_protocols.nova_boxes import (
     IOU_THRESHOLDS_50_95,
     boxes_from_map,
     coco_ap,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 Contrast = Literal["T1", "T2", "FLAIR", "PD"]
+CONTRASTS: tuple[Contrast, ...] = typing.get_args(Contrast)  # the one list of contrasts (CLI choices, panel, checks)
 Precision = Literal["auto", "bf16", "fp32"]
 
 

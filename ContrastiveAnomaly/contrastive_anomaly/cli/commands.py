@@ -212,6 +212,15 @@ def run_detect_batch(args: argparse.Namespace, progress: ProgressReporter) -> in
     from ..runtime.distributed import barrier, init_distributed, shutdown
 
     items = list_scans(args.scans)
+    if args.ray:
+        from ..jobs.ray_adapter import run_ray_batch
+
+        with progress.stage("detect-batch", total=len(items)):
+            summary = run_ray_batch(items, args.out, args.model, args.device, args.fast, args.ray_workers)
+        if args.progress != "jsonl":
+            print(f"{len(items)} scan(s) scored with Ray; summary: {summary}")
+        progress.result({"summary": str(summary)}, scans=len(items))
+        return 0
     ctx = init_distributed("cpu" if args.device == "cpu" else args.device)
     rows = score_shard(items, args.out, args.model, args.device, ctx.rank, ctx.world_size, args.fast, progress)
     barrier(ctx)

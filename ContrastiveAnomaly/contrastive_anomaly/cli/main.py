@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .. import __version__
+from ..config import CONTRASTS
 from ..errors import Cancelled, ContrastiveAnomalyError, InputError
 from ..jobs.lesion_benchmark.command import add_benchmark_parser, run_benchmark_command
 from ..runtime.progress import ProgressReporter
@@ -38,7 +39,7 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model and optimisation (override the preset)")
     model.add_argument("--preset", default="paper", help="paper, compact or tiny (default: paper)")
     model.add_argument("--config", type=Path, help="a config.json to start from instead of a preset")
-    model.add_argument("--contrast", choices=("T1", "T2", "FLAIR", "PD"), help="contrast of the training data")
+    model.add_argument("--contrast", choices=CONTRASTS, help="contrast of the training data")
     model.add_argument("--steps", type=int, help="optimisation steps")
     model.add_argument("--batch-size", type=int, help="global batch size (split over torchrun ranks)")
     model.add_argument("--lr", type=float, help="learning rate")
@@ -95,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
     det.add_argument("--model", help="model folder or registered name (default: the shipped default model)")
     det.add_argument("--brain-mask", type=Path, help="use this brain mask instead of template-based extraction")
-    det.add_argument("--contrast", choices=("T1", "T2", "FLAIR", "PD"), help="the scan's contrast (checked)")
+    det.add_argument("--contrast", choices=CONTRASTS, help="the scan's contrast (checked)")
     det.add_argument("--series", help="DICOM SeriesInstanceUID to use when the folder holds several series")
     det.add_argument("--threshold", type=float, help="override the model's calibrated threshold")
     det.add_argument("--fast", action="store_true", help="one noise level (t=500) instead of three: 3x faster")
@@ -115,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     bat.add_argument("--out", type=Path, required=True, help="output root folder")
     bat.add_argument("--model", help="model folder or registered name")
     bat.add_argument("--fast", action="store_true", help="one noise level instead of three")
+    bat.add_argument("--ray", action="store_true",
+                     help="score with Ray Data actors instead of torchrun ranks (pip install "
+                          "'contrastive-anomaly[ray]'; joins RAY_ADDRESS if set, else starts a local Ray)")
+    bat.add_argument("--ray-workers", type=int, default=1, help="with --ray: number of actors (default 1)")
     _add_common(bat)
 
     ev = sub.add_parser("evaluate", epilog=EPILOG, help="metrics on labelled model-grid subjects",

@@ -18,11 +18,11 @@ import numpy as np
 import SimpleITK as sitk
 from sklearn.mixture import GaussianMixture
 
+from ..config import CONTRASTS
 from ..storage.files import image_from_array, write_image_atomic, write_json_atomic
 from .augment import RealismAugmentation
 
 TISSUE_CLASSES = ("CSF", "GM", "WM")
-SYNTHETIC_CONTRASTS = ("T1", "T2", "PD", "FLAIR")
 
 
 @dataclass
@@ -105,8 +105,8 @@ def synthesize_contrast(tissue_cjki: np.ndarray, contrast: str, seed: int, brain
     brain (default: voxels where the maps sum to > 0.5) to [0, 1]. Same seed, same result.
     """
     cfg = cfg or SynthContrastConfig()
-    if contrast not in SYNTHETIC_CONTRASTS:
-        raise ValueError(f"unknown contrast {contrast!r}; choose one of {SYNTHETIC_CONTRASTS}")
+    if contrast not in CONTRASTS:
+        raise ValueError(f"unknown contrast {contrast!r}; choose one of {CONTRASTS}")
     tissue = np.asarray(tissue_cjki, dtype=np.float32)
     if tissue.ndim != 4 or tissue.shape[0] != 3:
         raise ValueError(f"tissue maps must be [3, K, J, I] (CSF, GM, WM); got {tissue.shape}")

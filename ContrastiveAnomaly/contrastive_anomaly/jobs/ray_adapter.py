@@ -1,6 +1,7 @@
 """Optional Ray Data adapter for bulk scoring over a cluster (``pip install "contrastive-anomaly[ray]"``).
 
-The engine never imports Ray elsewhere. Each Ray actor loads the model once and scores scans with the same
+User command: ``contrastive-anomaly detect-batch SCANS --out OUT --ray [--ray-workers N]``. The engine never
+imports Ray elsewhere. Each Ray actor loads the model once and scores scans with the same
 :func:`~contrastive_anomaly.jobs.batch.score_one` as ``detect-batch``, so outputs, resumability and the summary CSV are
 identical. ``ray.init()`` (or an existing cluster address) is the caller's choice; locally it starts a one-node
 Ray. ``batch_size`` is given explicitly, as Ray needs it when actors hold GPUs.
@@ -8,9 +9,11 @@ Ray. ``batch_size`` is given explicitly, as Ray needs it when actors hold GPUs.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
+from ..errors import InputError
 from .batch import ScanItem, score_one, write_summary_csv
 
 
@@ -50,3 +53,27 @@ def score_with_ray(items: list[ScanItem], out_root: str | Path, model: str | Non
     path = out_root / "summary.csv"
     write_summary_csv(rows, path)
     return path
+
+
+def run_ray_batch(items: list[ScanItem], out_root: str | Path, model: str | None, device: str, fast: bool,
+                  workers: int) -> Path:
+    """``detect-batch --ray``: join the cluster named by ``RAY_ADDRESS`` if set, else start a local Ray with one CPU
+    per worker; score ``items`` with ``workers`` actors (one GPU each when ``device`` asks for CUDA); return the
+    summary CSV. A Ray this call started is shut down again."""
+    try:
+        import ray
+    except ImportError:
+        raise InputError("--ray needs Ray: pip install 'contrastive-anomaly[ray]'") from None
+    if workers < 1:
+        raise InputError(f"--ray-workers must be at least 1, got {workers}")
+    started_here = not ray.is_initialized()
+    if started_here:
+        local_cpus = None if os.environ.get("RAY_ADDRESS") else workers
+        ray.init(num_cpus=local_cpus, include_dashboard=False, log_to_driver=False)
+    gpus = 1.0 if device.lower() in ("gpu", "cuda") or device.lower().startswith("cuda:") else 0.0
+    try:
+        return score_with_ray(items, out_root, model=model, device=device, fast=fast, concurrency=workers,
+                              gpus_per_actor=gpus)
+    finally:
+        if started_here:
+            ray.shutdown()

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ...config import CONTRASTS
 from ..synth_contrast import tissue_maps_from_image
 from .common import LesionCase, LesionConfig, intensity_scale, paint, voxel_volume_ml
 from .controls import intensity_control, shape_control
@@ -19,7 +20,6 @@ from .stroke import stroke_alpha_and_change
 from .tumour import tumour_lesion
 
 LESION_KINDS = ("ms", "tumour", "stroke", "control_intensity", "control_shape")
-CONTRASTS = ("T1", "T2", "FLAIR", "PD")
 
 
 def plant_lesion(image_kji: np.ndarray, brain_mask_kji: np.ndarray, kind: str, contrast: str, seed: int,

@@ -19,7 +19,7 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ...errors import InputError
+from contrastive_anomaly.errors import InputError
 
 SOURCE_MODALITY = "t1"
 NIFTI_SUFFIX = ".nii.gz"

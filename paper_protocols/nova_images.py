@@ -2,8 +2,8 @@
 
 Layout: ``<DATA_DIR>/Data/NOVA/NOVA_metadata.csv`` and ``<DATA_DIR>/Data/NOVA/images/<filename>``; the CSV may also
 sit at ``<DATA_DIR>/Data/NOVA_metadata.csv``. Rows are kept when the caption contains "T2" (the protocol's filter,
-:func:`contrastive_anomaly.scoring.nova_boxes.keep_for_nova`); ``bbox_gold`` is parsed with
-:func:`contrastive_anomaly.scoring.nova_boxes.parse_bbox_gold` (Python literal).
+:func:`paper_protocols.nova_boxes.keep_for_nova`); ``bbox_gold`` is parsed with
+:func:`paper_protocols.nova_boxes.parse_bbox_gold` (Python literal).
 Images load as 2D greyscale float32 in [0, 1],
 ``(rows, cols)`` at native size; boxes are ``(x, y, width, height)`` in pixels (x = column).
 """
@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ...errors import InputError
-from ...scoring.nova_boxes import Box, keep_for_nova, parse_bbox_gold
+from contrastive_anomaly.errors import InputError
+
+from .nova_boxes import Box, keep_for_nova, parse_bbox_gold
 
 METADATA_NAME = "NOVA_metadata.csv"
 REQUIRED_COLUMNS = ("filename", "caption", "bbox_gold")

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ..errors import InputError
+from contrastive_anomaly.errors import InputError
 
 Box = tuple[float, float, float, float]
 ImageBoxes = tuple[Sequence[Box], Sequence[Box]]  # (predicted boxes, ground-truth boxes) of one image
