@@ -177,6 +177,7 @@ def test_series_choice_reaches_the_progress_reporter_on_the_detect_path(tmp_path
         prepare_file(tmp_path, preset("tiny"), progress=reporter)
     events = [json.loads(line) for line in stream.getvalue().splitlines()]
     notices = [e["message"] for e in events if e["event"] == "warning"]
+    assert [e["code"] for e in events if e["event"] == "warning"] == ["dicom_series_choice"]
     assert any("2 series" in m and "1.2.826.0.1.3680043.2.1125.202" in m for m in notices), notices
     assert reporter.warnings == notices
 

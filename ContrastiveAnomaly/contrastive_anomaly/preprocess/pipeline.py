@@ -192,7 +192,7 @@ def prepare_file(path: str | Path, cfg: ModelConfig, brain_mask_path: str | Path
     progress = progress or ProgressReporter("none")
     timings: dict[str, float] = {}
     with _stage(progress, timings, "read"):
-        image = read_image(path, series_uid, warn=progress.warn)
+        image = read_image(path, series_uid, warn=lambda message: progress.warn(message, code="dicom_series_choice"))
         mask = read_image(brain_mask_path) if brain_mask_path is not None else None
     prepared = prepare_volume(image, cfg, mask, contrast, progress, on_model_grid)
     prepared.timings_s = {**timings, **prepared.timings_s}

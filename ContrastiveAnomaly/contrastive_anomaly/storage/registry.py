@@ -227,18 +227,10 @@ def _check_name(name: str, *, builtin_dir: Path | None) -> None:
 
 
 def _write_rows(user_dir: Path, rows: list[dict[str, Any]]) -> None:
-    """Replace the user ``registry.json`` atomically (temporary file, then rename)."""
-    from .files import replace_into_place
+    """Replace the user ``registry.json`` atomically (:func:`~contrastive_anomaly.storage.files.atomic_write`)."""
+    from .files import write_json_atomic
 
-    user_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{REGISTRY_FILE}.", suffix=".partial", dir=user_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump({"models": sorted(rows, key=lambda row: row["name"])}, handle, indent=2)
-            handle.write("\n")
-        replace_into_place(tmp, user_dir / REGISTRY_FILE)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_json_atomic({"models": sorted(rows, key=lambda row: row["name"])}, user_dir / REGISTRY_FILE)
 
 
 def _row_for(folder: Path, name: str, path: str, manifest: dict[str, str], *, contrast: str | None,
