@@ -1,4 +1,4 @@
-"""Bad input gets one clear line (InputError / RegistrationError) and nothing written (issue 3 §8)."""
+"""Bad input gets one clear line (InputError / RegistrationError) and nothing written (docs/PREPROCESSING.md)."""
 
 from __future__ import annotations
 

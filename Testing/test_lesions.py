@@ -1,4 +1,4 @@
-"""Synthetic lesions: exact masks, reproducibility per seed, sizes within the DATA.md §6.2 ranges."""
+"""Synthetic lesions: exact masks, reproducibility per seed, sizes within the docs/DATA_PIPELINE.md §4 ranges."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""ε-InfoNCE and the masked-patch MSE of stage 1 (METHOD.md §3)."""
+"""ε-InfoNCE and the masked-patch MSE of stage 1 (docs/METHOD.md §3)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ TAU, EPS = 0.07, 0.5
 
 
 def reference_eps_infonce(z_a: list[list[float]], z_b: list[list[float]], tau: float, eps: float) -> float:
-    """Plain-python double loop over anchors and contrasts, following the formula in METHOD.md §3."""
+    """Plain-python double loop over anchors and contrasts, following the formula in docs/METHOD.md §3."""
     z = z_a + z_b
     n, batch = len(z), len(z_a)
     total = 0.0

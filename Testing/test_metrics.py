@@ -1,4 +1,4 @@
-"""Metrics (METHOD.md §7, DATA.md §6.3) against hand-computed values on tiny arrays."""
+"""Metrics (docs/METHOD.md §7, docs/DATA.md §5) against hand-computed values on tiny arrays."""
 
 from __future__ import annotations
 

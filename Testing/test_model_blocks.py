@@ -1,5 +1,5 @@
 """Network building blocks: cell masks, encoder, light decoder, masked-image model, conditional UNet and the
-stage-2 model (METHOD.md §3, §4, §12). Uses the ``tiny`` preset except for the paper-size UNet checks."""
+stage-2 model (docs/METHOD.md §3, §4, §12). Uses the ``tiny`` preset except for the paper-size UNet checks."""
 
 from __future__ import annotations
 

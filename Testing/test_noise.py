@@ -96,7 +96,7 @@ def test_simplex_field_axis_order_is_rows_y_cols_x() -> None:
 
 
 def test_simplex_field_statistics_match_method() -> None:
-    """METHOD.md §4.5: unnormalised, mean ≈ 0.03, std ≈ 0.6 (0.5–0.65 per map), range ≈ ±2.2 on 96² maps."""
+    """docs/METHOD.md §4.5: unnormalised, mean ≈ 0.03, std ≈ 0.6 (0.5–0.65 per map), range ≈ ±2.2 on 96² maps."""
     fields = np.stack([simplex_field(96, 96, seed) for seed in range(1000, 1020)])
     assert abs(fields.mean(axis=(1, 2)).mean()) < 0.2
     assert 0.4 <= fields.std(axis=(1, 2)).mean() <= 0.8

@@ -1,4 +1,4 @@
-"""NOVA box protocol (METHOD.md §7) and the standard COCO-style AP, against hand-computed cases."""
+"""NOVA box protocol (docs/METHOD.md §7) and the standard COCO-style AP, against hand-computed cases."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Post-processing (METHOD.md §6) and the threshold rules A and B, on tiny synthetic KJI volumes."""
+"""Post-processing (docs/METHOD.md §6) and the threshold rules A and B, on tiny synthetic KJI volumes."""
 
 from __future__ import annotations
 

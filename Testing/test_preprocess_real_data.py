@@ -1,6 +1,6 @@
-"""Brain extraction on the two real subjects with reference masks (DATA.md #3, #4). Skipped without /work/main/data.
+"""Brain extraction on the two real subjects with reference masks (docs/DATA.md §2.1). Skipped without /work/main/data.
 
-Extract them with DATA.md §2 into ``data/robex_subject`` and ``data/itk_kmeans`` (git-ignored, never committed).
+Extract them with docs/DATA.md §3 into ``data/robex_subject`` and ``data/itk_kmeans`` (git-ignored, never committed).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Cosine schedule buffers and the forward noising step (METHOD.md §4.4, D6)."""
+"""Cosine schedule buffers and the forward noising step (docs/METHOD.md §4.4, D6)."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def test_buffers_shape_dtype_and_monotonic(schedule: CosineSchedule) -> None:
 def test_matches_monai_cosine(schedule: CosineSchedule) -> None:
     """MONAI 1.6.1's cosine ᾱ uses the same 0-based index as the reference (no shift, clip β ≤ 0.999).
 
-    METHOD.md §12 describes a one-index shift; with MONAI 1.6.1 the arrays agree index for index, and the shifted
+    docs/ENGINE.md describes a one-index shift; with MONAI 1.6.1 the arrays agree index for index, and the shifted
     comparison is off by far more than float precision (asserted below so a MONAI change is noticed)."""
     monai = DDPMScheduler(num_train_timesteps=1000, schedule="cosine", prediction_type="sample", clip_sample=False)
     ours = schedule.alphas_cumprod

@@ -1,6 +1,6 @@
 """The module's MRML data layer on a real MRML scene from PyPI ``slicer-core`` (no Slicer application).
 
-Covers issue 5 tests §1: map geometry equals the input's, the "Anomaly" segment's name/colour/terminology/reference
+Covers: map geometry equals the input's, the "Anomaly" segment's name/colour/terminology/reference
 geometry, ``.seg.nrrd`` both ways with slicerio as an independent reader/writer, threshold monotonicity on the
 segment, and the findings table on a phantom volume node.
 """
@@ -38,7 +38,7 @@ SHAPE_KJI = (8, 10, 12)
 
 
 class Mrml:
-    """A scene bootstrapped with the logic objects the module's bridge needs (SLICER.md §5.1)."""
+    """A scene bootstrapped with the logic objects the module's bridge needs (docs/SLICER_DEV.md §5)."""
 
     def __init__(self):
         self.scene = slicer.vtkMRMLScene()

@@ -1,4 +1,4 @@
-"""Static checks of the Slicer extension (SLICER.md §5.5): CMake lists, .ui names, parameter bindings, imports."""
+"""Static checks of the Slicer extension (docs/SLICER_DEV.md §5): CMake lists, .ui names, parameters, imports."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The panel's .ui under PySide6 with QT_QPA_PLATFORM=offscreen, with stand-ins for the CTK/MRML widgets.
 
 This proves that the .ui parses, that the names the module uses exist and that the parameter bindings survive
-loading; it does not prove CTK/MRML behaviour or Slicer's PythonQt runtime (SLICER.md §5.3-5.4).
+loading; it does not prove CTK/MRML behaviour or Slicer's PythonQt runtime (docs/SLICER_DEV.md §5).
 
 ``python Testing/test_slicer_ui.py`` regenerates the committed screenshot
 Resources/Screenshots/ContrastiveAnomaly_panel.png.

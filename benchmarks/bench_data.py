@@ -5,7 +5,7 @@ Usage: python benchmarks/bench_data.py [--corpus data/registry]
 Times (wall clock, this machine, 1 torch thread): realism augmentation of one 50×96×96 volume, synthetic T2 from
 tissue maps, and each lesion kind. With a fetched corpus it also fits a 3-class GMM to the dipy ``aniso_vox`` b0
 (T2-weighted EPI) and prints the class-mean ratios to the darkest class, to compare with the synthetic-T2 ranges
-(GM/WM 1.3–1.6, CSF/WM 2.5–3.5; DATA.md §5).
+(GM/WM 1.3–1.6, CSF/WM 2.5–3.5; docs/DATA_PIPELINE.md §3).
 """
 
 from __future__ import annotations

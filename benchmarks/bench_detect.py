@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Speed and memory of ``detect`` (issues 2 and 7; PERFORMANCE.md §6), reproducible with one command:
+"""Speed and memory of ``detect`` (docs/PERFORMANCE.md §5), reproducible with one command:
 
     python benchmarks/bench_detect.py [--repeats 3] [--model t1-compact] [--out benchmarks/results]
 

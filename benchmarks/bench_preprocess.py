@@ -4,7 +4,7 @@
     python benchmarks/bench_preprocess.py [--repeats 3] [--threads 2]
 
 Writes ``benchmarks/results/preprocess.md``: per-stage median wall times (s), the return to native space, peak RSS,
-and, when ``data/`` holds the ROBEX and ITK k-means subjects (DATA.md §2), their brain-extraction Dice.
+and, when ``data/`` holds the ROBEX and ITK k-means subjects (docs/DATA.md §3), their brain-extraction Dice.
 """
 
 from __future__ import annotations

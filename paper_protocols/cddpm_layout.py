@@ -1,4 +1,4 @@
-"""IXI, BraTS21 and MSLUB in the cDDPM preprocessed layout, with their split CSVs (DATA.md §7).
+"""IXI, BraTS21 and MSLUB in the cDDPM preprocessed layout, with their split CSVs (docs/DATA.md §6).
 
 Layout (``<DATA_DIR>`` or ``<DATA_DIR>/Data`` may be given)::
 

@@ -1,4 +1,4 @@
-"""NOVA box evaluation (METHOD.md §7 "NOVA protocol") and, separately, a standard COCO-style AP.
+"""NOVA box evaluation (docs/METHOD.md §7 "NOVA protocol") and, separately, a standard COCO-style AP.
 
 Boxes are ``(x, y, width, height)`` in pixels of the 2D image: ``x`` is the first column, ``y`` the first row, and
 ``width``/``height`` count columns/rows, so the box covers columns ``x … x + width - 1``. Maps are 2D ``(rows, cols)``

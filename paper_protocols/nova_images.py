@@ -1,4 +1,4 @@
-"""NOVA (evaluation only): PNG images plus ``NOVA_metadata.csv`` (DATA.md §7, METHOD.md §7).
+"""NOVA (evaluation only): PNG images plus ``NOVA_metadata.csv`` (docs/DATA.md §6, docs/METHOD.md §7).
 
 Layout: ``<DATA_DIR>/Data/NOVA/NOVA_metadata.csv`` and ``<DATA_DIR>/Data/NOVA/images/<filename>``; the CSV may also
 sit at ``<DATA_DIR>/Data/NOVA_metadata.csv``. Rows are kept when the caption contains "T2" (the protocol's filter,

@@ -1,7 +1,7 @@
 """Write a bank of realism-augmented healthy subjects from the preprocessed registry corpus.
 
 The registry corpus has only four healthy training volumes (population templates), so the default model is trained
-on many freshly warped and re-contrasted copies of them (DATA.md §5). Each copy is a subject folder readable by
+on many freshly warped and re-contrasted copies (docs/DATA_PIPELINE.md §3). Each copy is a subject folder readable by
 ``contrastive-anomaly train --data``; its seed and source are in ``metadata.json``. Splits stay by subject: copies
 of a validation subject go to the validation bank only.
 

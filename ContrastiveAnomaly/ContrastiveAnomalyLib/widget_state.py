@@ -1,6 +1,6 @@
 """Pure functions that decide what the panel shows; the widget only copies their results onto Qt widgets.
 
-Keeping these decisions out of Qt lets pytest cover them without Slicer (SLICER.md §5.4).
+Keeping these decisions out of Qt lets pytest cover them without Slicer (docs/SLICER_DEV.md §5).
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ STAGE_LABELS = {
     "write": "Saving results",
 }
 
-# Rough CPU cost per volume at the model grid, from PERFORMANCE.md §2 (2-core AMX CPU, fp32, 50 slices, 3 noise
-# levels): shown before the first CPU run, replaced by the engine's own ETA as soon as slices are done.
+# Rough CPU cost per volume at the model grid (docs/PERFORMANCE.md §2-3: minutes on 2 cores without AMX, fp32, 3
+# noise levels): shown before the first CPU run, replaced by the engine's own ETA as soon as slices are done.
 CPU_MINUTES_RANGE = (2, 4)
 FAST_MODE_FRACTION = 1.0 / 3.0
 

@@ -10,7 +10,7 @@ Conventions used throughout the package:
   ``SimpleITK.GetArrayFromImage`` returns. Axial slices are ``array[k]``.
 * Image intensities on the model grid are in ``[0, 1]`` (percentile-normalised inside the brain).
 * Diffusion time indices are **0-based** (``k = 0 … T-1``). The paper's test levels t = 250, 500, 750 are the
-  indices 249, 499, 749 (METHOD.md §5).
+  indices 249, 499, 749 (docs/METHOD.md §5).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class GridConfig:
 
 @dataclass
 class IntensityConfig:
-    """Intensity steps applied inside the brain mask before the model sees a volume (METHOD.md §2)."""
+    """Intensity steps applied inside the brain mask before the model sees a volume (docs/METHOD.md §2)."""
 
     lower_percentile: float = 1.0
     upper_percentile: float = 99.0
@@ -93,7 +93,7 @@ class IntensityConfig:
 
 @dataclass
 class EncoderConfig:
-    """Stage 1: the 1-channel ResNet condition encoder and its self-supervised objective (METHOD.md §3, §4.1).
+    """Stage 1: the 1-channel ResNet condition encoder and its self-supervised objective (docs/METHOD.md §3, §4.1).
 
     ``block``/``layers``/``widths`` are passed to MONAI's ``ResNet``. The embedding used by the contrastive loss is
     the globally averaged last feature map (``widths[-1] * expansion`` channels), ℓ2-normalised; the diffusion
@@ -117,7 +117,7 @@ class EncoderConfig:
 
 @dataclass
 class UNetConfig:
-    """Stage 2 denoiser: MONAI ``DiffusionModelUNet`` arguments plus how the condition enters (METHOD.md §4.2–4.3).
+    """Stage 2 denoiser: MONAI ``DiffusionModelUNet`` arguments plus how the condition enters (docs/METHOD.md §4.2–4.3).
 
     ``conditioning``: ``"concat"`` (the paper: [e_t; e_c] reaches every residual block), ``"add"`` (e_t + e_c) or
     ``"none"`` (the unconditioned DDPM baseline).
@@ -134,7 +134,7 @@ class UNetConfig:
 
 @dataclass
 class NoiseConfig:
-    """Forward-process noise (METHOD.md §4.5). ``kind="simplex"`` is the method; ``"gaussian"`` is an ablation."""
+    """Forward-process noise (docs/METHOD.md §4.5). ``kind="simplex"`` is the method; ``"gaussian"`` is an ablation."""
 
     kind: Literal["simplex", "gaussian"] = "simplex"
     octaves: int = 6
@@ -145,7 +145,7 @@ class NoiseConfig:
 
 @dataclass
 class DiffusionConfig:
-    """The diffusion process (METHOD.md §4.4)."""
+    """The diffusion process (docs/METHOD.md §4.4)."""
 
     num_timesteps: int = 1000
     schedule: Literal["cosine"] = "cosine"
@@ -158,7 +158,7 @@ class DiffusionConfig:
 
 @dataclass
 class InferenceConfig:
-    """How a volume is reconstructed (METHOD.md §5). ``timestep_indices`` are 0-based."""
+    """How a volume is reconstructed (docs/METHOD.md §5). ``timestep_indices`` are 0-based."""
 
     timestep_indices: tuple[int, ...] = (249, 499, 749)
     precision: Precision = "auto"
@@ -170,7 +170,7 @@ class InferenceConfig:
 
 @dataclass
 class PostprocessConfig:
-    """Residual-map post-processing and the calibrated threshold (METHOD.md §6).
+    """Residual-map post-processing and the calibrated threshold (docs/METHOD.md §6).
 
     ``threshold`` is in residual units (intensity in [0, 1]); ``None`` until calibrated. Components with at most
     ``max_removed_component_voxels`` voxels are removed.
@@ -237,7 +237,7 @@ class TrainConfig:
 
 @dataclass
 class PreprocessConfig:
-    """From a clinical scan to the model grid and back (issue 3; docs/PREPROCESSING.md).
+    """From a clinical scan to the model grid and back (docs/PREPROCESSING.md).
 
     Registration runs on a copy of the scan resampled to ``registration_spacing_mm`` (isotropic, mm); the pyramid
     ``shrink_factors``/``smoothing_sigmas_mm`` apply on top of that copy. Mutual information is Mattes with
@@ -277,7 +277,7 @@ class PreprocessConfig:
 
 @dataclass
 class BenchmarkConfig:
-    """The synthetic-lesion benchmark protocol (DATA.md §6, docs/BENCHMARK.md). Not stored in model folders.
+    """The synthetic-lesion benchmark protocol (docs/DATA.md §5, docs/BENCHMARK.md). Not stored in model folders.
 
     Validation lesions use seeds ``val_seed_start + i`` and test lesions ``test_seed_start + i`` with
     ``i < seed_range``, so the two ranges never overlap. ``rule_b_fpr`` is the healthy voxel FPR of rule B.

@@ -1,4 +1,4 @@
-"""3D realism augmentation of model-grid volumes, built from MONAI transforms (DATA.md §5).
+"""3D realism augmentation of model-grid volumes, built from MONAI transforms (docs/DATA_PIPELINE.md §3).
 
 The training volumes are population averages: too smooth and noise-free. Each call warps and degrades one volume
 so that the model sees a new "subject": random affine, elastic deformation, multiplicative bias field, gamma,
@@ -31,9 +31,9 @@ MASK_THRESHOLD = 0.5
 
 @dataclass
 class AugmentationConfig:
-    """Ranges of the realism augmentation; each range is sampled uniformly per call (DATA.md §5).
+    """Ranges of the realism augmentation; each range is sampled uniformly per call (docs/DATA_PIPELINE.md §3).
 
-    The affine ranges are not in DATA.md; they are kept small (head position varies little after registration).
+    The affine ranges are not in docs/DATA.md; they are kept small (head position varies little after registration).
     ``elastic_amplitude_mm`` is the per-axis RMS displacement of the smoothed random field.
     ``bias_amplitude`` is the largest
     relative deviation of the multiplicative field from its mean (0.25 = ±25 %). ``snr_range`` is the brain mean
@@ -105,7 +105,7 @@ class RealismAugmentation:
     def bias_field(self, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
         """A smooth multiplicative KJI field (MONAI RandBiasField, Legendre polynomials) scaled to ±amplitude.
 
-        DATA.md asks for an order-3 B-spline field; MONAI's smooth polynomial field of degree 3 is used instead."""
+        docs/DATA.md asks for an order-3 B-spline field; MONAI's smooth polynomial field of degree 3 is used instead."""
         cfg = self.cfg
         generator = RandBiasField(degree=cfg.bias_degree, coeff_range=(-1.0, 1.0), prob=1.0)
         generator.set_random_state(seed=int(rng.integers(2**31 - 1)))
@@ -156,7 +156,7 @@ class RealismAugmentation:
         return out
 
     def renormalise(self, volume: np.ndarray, brain: np.ndarray) -> np.ndarray:
-        """Clip to the configured percentiles inside the brain, min-max to [0, 1], zero outside (METHOD.md §2)."""
+        """Clip to the configured percentiles inside the brain, min-max to [0, 1], zero outside (docs/METHOD.md §2)."""
         if self.cfg.renormalise_percentiles is None or not brain.any():
             return np.clip(volume, 0.0, 1.0) * brain
         low, high = np.percentile(volume[brain], self.cfg.renormalise_percentiles)

@@ -1,6 +1,6 @@
 """Run the extracted corpus T1 volumes through the engine's own preprocessing (the path ``detect`` uses).
 
-Each subject's T1 and brain mask (DATA.md §4 step 2: the shipped mask, the ITK skull-strip label ``!= 0``, or
+Each subject's T1 and brain mask (docs/DATA.md §4 step 2: the shipped mask, the ITK skull-strip label ``!= 0``, or
 ``T1 > 0`` for the already stripped templates, with enclosed holes filled; none for the pydeface mean, which then
 gets the engine's own brain extraction) go to ``prepare_volume``; the model-grid image and brain mask are saved as
 NIfTI with the preprocessing's model-grid geometry (LPS), or, when it returns none, ``cfg.grid.spacing_mm``
@@ -29,7 +29,7 @@ PREPROCESSED_DIR = "preprocessed"
 FINEST_INPUT_SPACING_MM = 0.9
 INPUT_SPACING_MM = 1.0
 UINT8_PROBABILITY_MAX = 255.0
-TISSUE_4D_GM, TISSUE_4D_WM = 0, 1  # CAT12 Template_4_GS volumes (DATA.md §1)
+TISSUE_4D_GM, TISSUE_4D_WM = 0, 1  # CAT12 Template_4_GS volumes (docs/DATA.md §2)
 TISSUE_NAMES = ("csf", "gm", "wm")
 GMM_SEED = 0
 
@@ -94,7 +94,7 @@ def tissue_on_model_grid(out_dir: Path, files: dict[str, CorpusFile], prepared: 
     """The subject's shipped GM/WM maps on the model grid as (CSF, GM, WM) ``[3, K, J, I]``, or ``None``.
 
     Needs ``prepared.model_grid`` and ``prepared.model_to_native_transform`` (the preprocessing's own transform);
-    CSF = brain − GM − WM on the model-grid brain mask (DATA.md §5).
+    CSF = brain − GM − WM on the model-grid brain mask (docs/DATA_PIPELINE.md §3).
     """
     grid = getattr(prepared, "model_grid", None)
     transform = getattr(prepared, "model_to_native_transform", None)
@@ -185,7 +185,7 @@ def load_preprocessed(out_dir: Path, manifest: dict[str, Any], roles: tuple[str,
                       rotation: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{subject: (image_kji float32, brain_mask_kji uint8)}`` of the preprocessed subjects with one of ``roles``.
 
-    Roles follow DATA.md §6.1; ``rotation=1`` swaps the validation and test subjects (:func:`.splits.corpus_roles`).
+    Roles follow docs/DATA.md §5; ``rotation=1`` swaps the validation and test subjects (:func:`.splits.corpus_roles`).
     """
     from .splits import corpus_roles
 

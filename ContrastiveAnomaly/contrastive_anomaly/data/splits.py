@@ -1,4 +1,4 @@
-"""Splits by subject, never by slice (DATA.md §6.1).
+"""Splits by subject, never by slice (docs/DATA.md §5).
 
 A "subject" is a person or a population template. Subjects that share a cohort (ICBM152 2009a and MNI152NLin6Asym
 are both averages of the ICBM cohort) are linked and always land on the same side.
@@ -70,7 +70,7 @@ def split_by_subject(subject_ids: Sequence[str], *, val_fraction: float = 0.0, t
 
 
 def corpus_roles(rotation: int = 0) -> dict[str, SplitRole]:
-    """Split roles of the registry corpus (DATA.md §6.1); ``rotation=1`` swaps the validation and test subjects.
+    """Split roles of the registry corpus (docs/DATA.md §5); ``rotation=1`` swaps the validation and test subjects.
 
     The dipy ``reference`` volumes are not part of any split.
     """

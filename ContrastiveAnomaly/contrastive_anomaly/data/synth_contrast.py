@@ -1,4 +1,4 @@
-"""SynthSeg-style synthetic T2 / PD / FLAIR (and T1) from tissue probability maps (DATA.md §5).
+"""SynthSeg-style synthetic T2 / PD / FLAIR (and T1) from tissue probability maps (docs/DATA_PIPELINE.md §3).
 
 No registry package ships a real T2 brain volume, so T2-like training and test images are synthesised:
 intensity = Σ_class p_class · (μ_class + texture_class), with class means relative to WM = 1 and a per-class
@@ -27,7 +27,7 @@ TISSUE_CLASSES = ("CSF", "GM", "WM")
 
 @dataclass
 class SynthContrastConfig:
-    """Class-mean ranges relative to WM = 1 (DATA.md §5; T1 is the optional extra domain) and the texture range."""
+    """Class-mean ranges relative to WM = 1 (docs/DATA_PIPELINE.md §3; T1: optional extra domain), texture range."""
 
     gm_mean: dict[str, tuple[float, float]] = field(default_factory=lambda: {
         "T2": (1.3, 1.6), "PD": (1.1, 1.25), "FLAIR": (1.1, 1.3), "T1": (0.6, 0.75)})
@@ -51,7 +51,8 @@ class SyntheticContrast:
 
 
 def tissue_maps_from_gm_wm(gm_kji: np.ndarray, wm_kji: np.ndarray, brain_mask_kji: np.ndarray) -> np.ndarray:
-    """(CSF, GM, WM) maps from GM and WM probabilities: CSF = brain − GM − WM, clipped at 0 (DATA.md §5)."""
+    """(CSF, GM, WM) maps from GM and WM probabilities: CSF = brain − GM − WM, clipped at 0
+    (docs/DATA_PIPELINE.md §3)."""
     brain = (np.asarray(brain_mask_kji) > 0).astype(np.float32)
     gm = np.clip(np.asarray(gm_kji, dtype=np.float32), 0.0, 1.0) * brain
     wm = np.clip(np.asarray(wm_kji, dtype=np.float32), 0.0, 1.0) * brain
@@ -59,14 +60,14 @@ def tissue_maps_from_gm_wm(gm_kji: np.ndarray, wm_kji: np.ndarray, brain_mask_kj
     return np.stack([csf, gm, wm]).astype(np.float32)
 
 
-# Tissue classes in ascending intensity order per contrast (class means of SynthContrastConfig / DATA.md §5).
+# Tissue classes in ascending intensity order per contrast (SynthContrastConfig means, docs/DATA_PIPELINE.md §3).
 INTENSITY_ORDER = {"T1": ("CSF", "GM", "WM"), "T2": ("WM", "GM", "CSF"), "PD": ("WM", "GM", "CSF"),
                    "FLAIR": ("CSF", "WM", "GM")}
 
 
 def tissue_maps_from_image(image_kji: np.ndarray, brain_mask_kji: np.ndarray, contrast: str = "T1", seed: int = 0,
                            cfg: SynthContrastConfig | None = None) -> np.ndarray:
-    """(CSF, GM, WM) posterior maps of a 3-class Gaussian mixture on the brain intensities (DATA.md §6.1).
+    """(CSF, GM, WM) posterior maps of a 3-class Gaussian mixture on the brain intensities (docs/DATA.md §5).
 
     The mixture components are sorted by mean intensity and named with the contrast's expected ordering
     (:data:`INTENSITY_ORDER`; e.g. T1: CSF < GM < WM). Outside the brain all maps are 0.

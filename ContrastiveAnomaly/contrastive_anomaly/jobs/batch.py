@@ -1,4 +1,4 @@
-"""``detect-batch``: score many scans, resumably, sharded over ``torchrun`` ranks (PERFORMANCE.md §7.2).
+"""``detect-batch``: score many scans, resumably, sharded over ``torchrun`` ranks (docs/PERFORMANCE.md §6).
 
 Each scan gets its own output folder ``OUT/<scan id>/`` written by :func:`~contrastive_anomaly.jobs.detect.detect`;
 ``summary.json`` is moved in last, so a folder with it is complete and is skipped on a rerun, and a folder

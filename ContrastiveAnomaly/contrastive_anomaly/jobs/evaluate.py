@@ -1,8 +1,8 @@
-"""Threshold calibration and evaluation of a trained model on model-grid subjects (METHOD.md §6–7, D4).
+"""Threshold calibration and evaluation of a trained model on model-grid subjects (docs/METHOD.md §6–7, D4).
 
 Rule A: the threshold with the best pooled Dice on *labelled validation* subjects. Rule B: the threshold whose
 voxel false-positive rate on *healthy validation* subjects equals ``target_fpr``. Thresholds are never tuned on the
-test subjects. Metrics follow METHOD.md §7: Dice after threshold and component filter; AUPRC and AUROC on the
+test subjects. Metrics follow docs/METHOD.md §7: Dice after threshold and component filter; AUPRC and AUROC on the
 filtered continuous map over all voxels (background included).
 """
 

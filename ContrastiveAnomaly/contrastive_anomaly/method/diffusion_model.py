@@ -1,9 +1,9 @@
-"""The stage-2 model: condition encoder f + conditional UNet + cosine schedule (METHOD.md §4, §5).
+"""The stage-2 model: condition encoder f + conditional UNet + cosine schedule (docs/METHOD.md §4, §5).
 
 Intensities: callers pass clean slices ``x01`` in [0, 1]; the network works on 2x − 1 ∈ [−1, 1] and predicts x0 in
 that scale; :meth:`AnomalyDiffusionModel.predict_x0` maps the prediction back with (x̂ + 1)/2, **not clamped**.
 Noise maps are supplied by the caller (simplex noise lives in :mod:`noise`), typically one [1, 1, H, W] map shared
-by the batch (METHOD.md §4.5). Diffusion indices are 0-based.
+by the batch (docs/METHOD.md §4.5). Diffusion indices are 0-based.
 
 Encoder modes (decision D2): ``set_encoder_frozen(True)`` freezes the trunk and keeps it in eval mode (BatchNorm
 statistics fixed) while the fresh head stays trainable; ``False`` fine-tunes everything (the official code).

@@ -1,6 +1,6 @@
 """The 1-channel 2D ResNet encoder shared by stage 1 (self-supervised) and stage 2 (condition encoder f).
 
-Implementation decisions (METHOD.md §3, §4.1, §12):
+Implementation decisions (docs/METHOD.md §3, §4.1, §12):
 
 * The trunk is MONAI's ``monai.networks.nets.ResNet`` (2D, 1 input channel, ``conv1_t_stride`` from the config, max
   pool on, no fc), so with the paper's ``conv1_stride=2`` the four stages have strides 4, 8, 16, 32 and a 96×96
@@ -70,7 +70,7 @@ class ResNetEncoder(ResNet):
 
 
 class ConditionEncoder(nn.Module):
-    """Condition encoder f of stage 2: ``head(trunk.embed(x01))`` → [B, condition_dim], raw (METHOD.md §4.1)."""
+    """Condition encoder f of stage 2: ``head(trunk.embed(x01))`` → [B, condition_dim], raw (docs/METHOD.md §4.1)."""
 
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()

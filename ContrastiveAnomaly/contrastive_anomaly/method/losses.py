@@ -1,4 +1,4 @@
-"""Stage-1 losses (METHOD.md §3): ε-InfoNCE between two views and the masked-patch reconstruction MSE.
+"""Stage-1 losses (docs/METHOD.md §3): ε-InfoNCE between two views and the masked-patch reconstruction MSE.
 
 The mask-cell layout (:func:`cell_edges`) lives here because the patch loss needs it; :mod:`masking` imports it so the
 mask generator and the loss always agree on where the cells are.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-LOG_EPS = 1e-6  # added inside the log of ε-InfoNCE for stability (METHOD.md §3)
+LOG_EPS = 1e-6  # added inside the log of ε-InfoNCE for stability (docs/METHOD.md §3)
 
 
 def cell_edges(size: int, grid: int) -> list[tuple[int, int]]:
@@ -25,7 +25,7 @@ def cell_edges(size: int, grid: int) -> list[tuple[int, int]]:
 
 
 def eps_infonce(z_a: Tensor, z_b: Tensor, temperature: float = 0.07, epsilon: float = 0.5) -> Tensor:
-    """Unsupervised ε-InfoNCE (Barbano et al., ICLR 2023) over N = 2B unit vectors, as written in METHOD.md §3.
+    """Unsupervised ε-InfoNCE (Barbano et al., ICLR 2023) over N = 2B unit vectors, as written in docs/METHOD.md §3.
 
     ``z_a``, ``z_b``: [B, D] ℓ2-normalised embeddings of the two views; row i of ``z_a`` and row i of ``z_b`` are the
     positive pair, every other row of either view is a negative. With s_ij = z_i·z_j / τ and p(i) the other view of i:
@@ -56,7 +56,7 @@ def _eps_infonce_fp32(z: Tensor, batch: int, temperature: float, epsilon: float)
 
 
 def masked_patch_mse(reconstruction: Tensor, target: Tensor, visible_mask: Tensor, grid: int) -> Tensor:
-    """Mean over masked cells of the per-cell mean squared error (METHOD.md §3, L_MIM).
+    """Mean over masked cells of the per-cell mean squared error (docs/METHOD.md §3, L_MIM).
 
     ``reconstruction``, ``target``: [B, 1, H, W] (target in [0, 1], no per-patch normalisation); ``visible_mask``:
     [B, 1, H, W] with 1 on visible and 0 on masked pixels, constant on each of the ``grid × grid`` cells of

@@ -1,4 +1,4 @@
-"""Stage 1 (METHOD.md §3): random cell masking, the SparK-style light decoder and the masked-image model.
+"""Stage 1 (docs/METHOD.md §3): random cell masking, the SparK-style light decoder and the masked-image model.
 
 Implementation decisions:
 
@@ -127,7 +127,7 @@ class LightDecoder(nn.Module):
 
 
 class MaskedImageModel(nn.Module):
-    """Stage-1 model: masked image modelling + ε-InfoNCE between a masked and a second view (METHOD.md §3)."""
+    """Stage-1 model: masked image modelling + ε-InfoNCE between a masked and a second view (docs/METHOD.md §3)."""
 
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""Forward-process noise for the diffusion model: fractal 2D OpenSimplex noise (METHOD.md §4.5, D3) or Gaussian.
+"""Forward-process noise for the diffusion model: fractal 2D OpenSimplex noise (docs/METHOD.md §4.5, D3) or Gaussian.
 
 The method noises a slice with an *unnormalised* sum of OpenSimplex octaves,
 
@@ -264,11 +264,11 @@ def simplex_field(
 
 
 class NoiseSampler:
-    """Draws the forward-process noise ``n`` in ``x_t = sqrt(ᾱ) x0 + sqrt(1 - ᾱ) n`` (METHOD.md §4.4–4.5).
+    """Draws the forward-process noise ``n`` in ``x_t = sqrt(ᾱ) x0 + sqrt(1 - ᾱ) n`` (docs/METHOD.md §4.4–4.5).
 
     ``generator`` (a numpy ``Generator`` or an int seed for one) supplies every random number, so a sampler built
     from the same seed returns the same sequence of noise on every device. Use one sampler per training run, or
-    one per test volume seeded from the volume, to make the maps reproducible (METHOD.md D3).
+    one per test volume seeded from the volume, to make the maps reproducible (docs/METHOD.md D3).
     """
 
     def __init__(self, cfg: NoiseConfig, generator: np.random.Generator | int) -> None:

@@ -1,4 +1,4 @@
-"""The cosine noise schedule of the forward diffusion process (METHOD.md §4.4, decision D6).
+"""The cosine noise schedule of the forward diffusion process (docs/METHOD.md §4.4, decision D6).
 
 Indices are 0-based: ``alphas_cumprod[k]`` is ᾱ_k = Π_{j≤k} (1 − β_j) for k = 0 … T−1, with
 β_k = min(1 − f(k+1)/f(k), max_beta) and f(t) = cos²(((t/T) + s)/(1 + s) · π/2). The buffers are computed in float64

@@ -1,4 +1,4 @@
-"""Stage-2 denoiser: MONAI ``DiffusionModelUNet`` with a continuous condition (METHOD.md §4.2–4.3, §12 route 2).
+"""Stage-2 denoiser: MONAI ``DiffusionModelUNet`` with a continuous condition (docs/METHOD.md §4.2–4.3, §12 route 2).
 
 Implementation decisions:
 

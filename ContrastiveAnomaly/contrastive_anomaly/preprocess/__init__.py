@@ -1,5 +1,5 @@
 """From a clinical brain MRI to the model grid and back: validation, brain extraction, N4, registration, QC,
-normalisation, resampling (issue 3; docs/PREPROCESSING.md)."""
+normalisation, resampling (docs/PREPROCESSING.md)."""
 
 from .pipeline import PreparedVolume, prepare_file, prepare_volume, to_native
 

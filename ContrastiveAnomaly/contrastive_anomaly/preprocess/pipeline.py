@@ -1,4 +1,4 @@
-"""From a brain MRI on any grid to the model grid, and back (issue 3; METHOD.md §2; docs/PREPROCESSING.md).
+"""From a brain MRI on any grid to the model grid, and back (docs/METHOD.md §2; docs/PREPROCESSING.md).
 
 ``prepare_volume`` runs: validate -> brain extraction (or the user's mask) -> N4 bias correction -> affine
 registration to ICBM152 2009a -> QC -> percentile normalisation -> resampling to the model grid (KJI arrays).

@@ -1,4 +1,4 @@
-"""Checks that a volume can be a brain MRI before any work is done on it (issue 3 §8).
+"""Checks that a volume can be a brain MRI before any work is done on it (docs/PREPROCESSING.md, bad input).
 
 Each failed check raises :class:`InputError` with one line; doubtful but usable inputs return warnings.
 """

@@ -1,4 +1,4 @@
-"""torch.distributed set-up for ``torchrun`` launches (PERFORMANCE.md §7.1).
+"""torch.distributed set-up for ``torchrun`` launches (docs/PERFORMANCE.md §6).
 
 Under ``torchrun --nproc_per_node=N`` the environment carries ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; the
 process group uses NCCL on GPUs and gloo on CPUs. Without those variables everything runs as a single process.

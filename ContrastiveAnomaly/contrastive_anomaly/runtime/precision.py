@@ -1,4 +1,4 @@
-"""Choosing the compute device and precision (PERFORMANCE.md §2: detect bf16, do not assume it).
+"""Choosing the compute device and precision (docs/PERFORMANCE.md §2: detect bf16, do not assume it).
 
 bf16 autocast is used on CUDA devices that support it, and on CPUs where a short matmul probe shows bf16 clearly
 faster than fp32 (AMX or AVX-512-BF16 hardware). Elsewhere fp32 is used, because bf16 emulation is slower.

@@ -1,11 +1,11 @@
-"""Pseudo-healthy reconstruction of a whole volume on the model grid (METHOD.md §5).
+"""Pseudo-healthy reconstruction of a whole volume on the model grid (docs/METHOD.md §5).
 
 For each axial slice x (in [0, 1]) and each noise level k in ``InferenceConfig.timestep_indices`` the model
 predicts x0 from one noised copy in a single forward pass; the reconstruction is the mean of those predictions.
 One simplex field per level is drawn for the whole volume (shared by all slices) from a generator seeded with
 ``InferenceConfig.seed``, so a given volume always gives the same map.
 
-Speed (PERFORMANCE.md §5): the levels of several slices go through the UNet in one batch; slices with almost no
+Speed (docs/PERFORMANCE.md §4): the levels of several slices go through the UNet in one batch; slices with almost no
 brain are skipped (their reconstruction is the input, so their residual is 0); the batch size follows a memory
 budget; bf16 autocast is used where it is faster.
 """

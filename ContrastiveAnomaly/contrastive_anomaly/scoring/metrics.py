@@ -1,9 +1,9 @@
-"""Evaluation metrics (METHOD.md §7, DATA.md §6.3): Dice, voxel AUPRC/AUROC, lesion detection by size, FP volume.
+"""Evaluation metrics (docs/METHOD.md §7, docs/DATA.md §5): Dice, voxel AUPRC/AUROC, detection by size, FP volume.
 
 Arrays are KJI volumes on one grid (any shape works as long as a map, its prediction and its label match). Score maps
 are post-processed residual maps in intensity units; predictions and labels are masks (``> 0`` counts as set).
 Voxel spacing is in mm, volumes in mL (1 mL = 1000 mm³). AUPRC and AUROC use **all** voxels, background included
-(METHOD.md §7). A metric that is undefined on a volume (AUROC of a volume without lesion voxels) is ``nan`` and is
+(docs/METHOD.md §7). A metric that is undefined on a volume (AUROC of a volume without lesion voxels) is ``nan`` and is
 left out of means (``nanmean``).
 """
 

@@ -1,4 +1,4 @@
-"""Residual-map post-processing (METHOD.md §6): residual, brain-mask erosion, median filter, binarisation.
+"""Residual-map post-processing (docs/METHOD.md §6): residual, brain-mask erosion, median filter, binarisation.
 
 All arrays are on the model grid in **KJI** order ``(slices, rows, cols)``; axial slices are ``array[k]``. Image
 intensities are in ``[0, 1]``, so residuals and thresholds are in the same intensity units (a residual of 0.1 is a
@@ -47,7 +47,7 @@ def residual_map(image_kji: np.ndarray, reconstruction_kji: np.ndarray) -> np.nd
 def erode_brain_mask(mask_kji: np.ndarray, iterations: int) -> np.ndarray:
     """Erode a KJI brain mask slice by slice (in-plane only) with a 3x3 cross, ``iterations`` times.
 
-    Each axial slice ``mask[k]`` is eroded on its own; nothing propagates between slices (METHOD.md §6.1). Voxels
+    Each axial slice ``mask[k]`` is eroded on its own; nothing propagates between slices (docs/METHOD.md §6). Voxels
     outside the array count as background, so the brain is also eroded where it touches the array border.
     ``iterations = 0`` returns the mask unchanged (as bool).
     """
@@ -118,7 +118,7 @@ def effective_threshold(cfg: PostprocessConfig) -> float:
 def postprocess_residual(
     residual_kji: np.ndarray, brain_mask_kji: np.ndarray, cfg: PostprocessConfig, threshold: float | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The whole of METHOD.md §6 in one call: ``(filtered map float32, anomaly mask bool)``, both KJI.
+    """The whole of docs/METHOD.md §6 in one call: ``(filtered map float32, anomaly mask bool)``, both KJI.
 
     ``threshold`` (intensity units) defaults to :func:`effective_threshold` of ``cfg``.
     """

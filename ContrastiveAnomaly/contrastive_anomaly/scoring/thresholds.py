@@ -1,4 +1,4 @@
-"""Threshold calibration on validation volumes (METHOD.md §6.3; DATA.md §6.3).
+"""Threshold calibration on validation volumes (docs/METHOD.md §6; docs/DATA.md §5).
 
 * Rule A, :func:`best_dice_threshold`: the threshold that maximises the pooled Dice on labelled validation volumes,
   found by an interval search on ``[0, max]``.

@@ -1,4 +1,4 @@
-"""Scoring one volume on the model grid: reconstruction, residual, filtered map and mask (METHOD.md §5–6).
+"""Scoring one volume on the model grid: reconstruction, residual, filtered map and mask (docs/METHOD.md §5–6).
 
 This is the pure core shared by ``detect``, ``evaluate``, threshold calibration, the benchmark and bulk scoring.
 All arrays are KJI on the model grid; maps are in normalised-intensity units (the image is in [0, 1]).

@@ -333,7 +333,7 @@ def train_diffusion(cfg: ModelConfig, train: list[Subject], val: list[Subject], 
         load_state_strict(model, weights, init_from)
     elif encoder_folder is not None and model.encoder is not None:
         _, stage1, _ = load_model_folder(encoder_folder, expected_kind="encoder")
-        load_stage1_trunk(model.encoder, stage1)  # raises unless every trunk tensor matched (METHOD.md §4.1)
+        load_stage1_trunk(model.encoder, stage1)  # raises unless every trunk tensor matched (docs/METHOD.md §4.1)
     frozen = train_cfg.encoder_mode == "frozen" and model.encoder is not None
     model.set_encoder_frozen(frozen)
     model.to(ctx.device)

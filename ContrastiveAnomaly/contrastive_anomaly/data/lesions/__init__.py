@@ -1,4 +1,6 @@
-"""Synthetic lesions with exact masks (DATA.md §6.2). Entry points: :func:`plant_lesion` and :func:`save_case`."""
+"""Synthetic lesions with exact masks (docs/DATA_PIPELINE.md §4).
+
+Entry points: :func:`plant_lesion` and :func:`save_case`."""
 
 from .common import LesionCase, save_case
 from .plant import LESION_KINDS, plant_lesion

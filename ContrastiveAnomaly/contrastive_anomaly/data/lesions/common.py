@@ -37,13 +37,13 @@ NOISE_CLIP_SD = 2.0
 
 @dataclass
 class LesionConfig:
-    """Ranges of DATA.md §6.2 (volumes in mL, lengths in mm, contrasts relative to the WM median)."""
+    """Ranges of docs/DATA_PIPELINE.md §4 (volumes in mL, lengths in mm, contrasts relative to the WM median)."""
 
     edge_mm: float = 1.0
     min_alpha: float = 0.1
     texture_fraction: float = 0.03  # multiplicative Gaussian texture of painted lesion intensities
     wm_reference_probability: float = 0.9
-    # expected raw CSF/WM intensity ratio per contrast (midpoints of DATA.md §5; T1 from typical T1 images)
+    # expected raw CSF/WM intensity ratio per contrast (docs/DATA_PIPELINE.md §3 midpoints; T1: typical T1 images)
     csf_wm_ratio: dict[str, float] = field(default_factory=lambda: {"T1": 0.225, "T2": 3.0, "PD": 1.45,
                                                                      "FLAIR": 0.2})
     # MS-like
@@ -185,7 +185,7 @@ def intensity_scale(image: np.ndarray, brain: np.ndarray, tissue: np.ndarray, co
                     ) -> tuple[float, float]:
     """(WM median, intensity of one "raw WM unit") of a percentile-normalised image.
 
-    DATA.md states lesion contrasts relative to the WM median of the raw image. After percentile normalisation
+    docs/DATA.md states lesion contrasts relative to the WM median of the raw image. After percentile normalisation
     the raw zero is no longer at 0 (on T2, WM sits near the bottom of [0, 1]), so a relative change ``c`` is
     painted as ``WM + unit·c``, where ``unit`` is the normalised size of the raw WM intensity. It is estimated from
     the WM and CSF medians and the expected raw CSF/WM ratio of the contrast (``cfg.csf_wm_ratio``): with

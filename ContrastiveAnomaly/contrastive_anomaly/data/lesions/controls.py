@@ -1,4 +1,4 @@
-"""Control anomalies (DATA.md §6.2): an intensity-only sphere and a shape-only local deformation.
+"""Control anomalies (docs/DATA_PIPELINE.md §4): an intensity-only sphere and a shape-only local deformation.
 
 Arrays are KJI; ``spacing_mm`` is (K, J, I) in mm.
 

@@ -1,4 +1,5 @@
-"""MS-like lesions: 5–15 small perturbed ellipsoids, 60 % periventricular, the rest in deep white matter (DATA.md §6.2).
+"""MS-like lesions: 5–15 small perturbed ellipsoids, 60 % periventricular, the rest in deep white matter
+(docs/DATA_PIPELINE.md §4).
 
 Arrays are KJI; ``spacing_mm`` is (K, J, I) in mm. Volumes are log-uniform in the configured range (nominal
 ellipsoid volume before the boundary perturbation, which is capped at half the smallest semi-axis so that small

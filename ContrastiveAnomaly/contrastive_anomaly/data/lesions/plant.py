@@ -1,4 +1,4 @@
-"""``plant_lesion``: one entry point for every lesion kind (DATA.md §6.2), with exact masks and recorded seeds.
+"""``plant_lesion``: one entry point for every lesion kind (docs/DATA_PIPELINE.md §4), exact masks, recorded seeds.
 
 Arrays are KJI ``(slices, rows, cols)``; ``spacing_mm`` is (K, J, I) in mm (the model grid is 2 mm isotropic).
 See :mod:`.common` for the mask rule.

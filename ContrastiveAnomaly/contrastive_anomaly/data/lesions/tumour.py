@@ -1,4 +1,4 @@
-"""Tumour-like lesion: necrotic core, rim and oedema shell, with mass effect (DATA.md §6.2).
+"""Tumour-like lesion: necrotic core, rim and oedema shell, with mass effect (docs/DATA_PIPELINE.md §4).
 
 Arrays are KJI; ``spacing_mm`` is (K, J, I) in mm. The tumour (core + rim) is an irregular blob of the sampled
 volume; the oedema is a shell of the sampled thickness around it, restricted to white matter (WM probability

@@ -1,4 +1,4 @@
-"""Synthetic-lesion benchmark of the method against its baselines (issue 4 items 4–5; docs/BENCHMARK.md).
+"""Synthetic-lesion benchmark of the method against its baselines (docs/BENCHMARK.md).
 
 Modules: :mod:`.protocol` (folds, lesion cases, thresholds and metrics per fold), :mod:`.baselines` (the z-score
 baseline and the learned methods as scorers), :mod:`.runner` (:func:`run_benchmark`), :mod:`.report` (CSV,

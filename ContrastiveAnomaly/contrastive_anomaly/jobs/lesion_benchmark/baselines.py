@@ -3,7 +3,7 @@
 Every method is turned into a :data:`Scorer`: a function from one model-grid subject (KJI arrays, intensities in
 [0, 1]) to a :class:`~contrastive_anomaly.scoring.volume_score.VolumeScore`,
 so that thresholds, metrics and figures use the
-same code path for all of them (METHOD.md §6–7).
+same code path for all of them (docs/METHOD.md §6–7).
 
 Learned methods (trained on the same healthy subjects, same seeds):
 

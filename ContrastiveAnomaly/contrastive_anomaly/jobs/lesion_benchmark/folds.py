@@ -1,4 +1,4 @@
-"""Benchmark folds from the registry corpus (``contrastive-anomaly data fetch`` output; DATA.md §6.1).
+"""Benchmark folds from the registry corpus (``contrastive-anomaly data fetch`` output; docs/DATA.md §5).
 
 Rotation 0: validation = ITK k-means subject, test = ROBEX subject; rotation 1 swaps them
 (:func:`contrastive_anomaly.data.splits.corpus_roles`). Arrays are KJI on the model grid, intensities in [0, 1].

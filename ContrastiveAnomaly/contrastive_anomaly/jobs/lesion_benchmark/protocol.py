@@ -1,4 +1,4 @@
-"""Leave-one-subject-out protocol of the synthetic-lesion benchmark (DATA.md §6, METHOD.md §6–7).
+"""Leave-one-subject-out protocol of the synthetic-lesion benchmark (docs/DATA.md §5, docs/METHOD.md §6–7).
 
 A :class:`Fold` holds the healthy training subjects, one healthy validation subject and one healthy test subject
 (all KJI on the model grid, intensities in [0, 1]). Lesions of each kind are planted into the validation subject
