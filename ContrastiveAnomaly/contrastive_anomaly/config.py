@@ -158,7 +158,11 @@ class DiffusionConfig:
 
 @dataclass
 class InferenceConfig:
-    """How a volume is reconstructed (docs/METHOD.md §5). ``timestep_indices`` are 0-based."""
+    """How a volume is reconstructed (docs/METHOD.md §5). ``timestep_indices`` are 0-based.
+
+    ``noise_seeds``: how many independent noise draws (seeds ``seed``, ``seed + 1``, ...) are reconstructed and
+    averaged; 1 is the method. Each extra draw costs one more model stage.
+    """
 
     timestep_indices: tuple[int, ...] = (249, 499, 749)
     precision: Precision = "auto"
@@ -166,6 +170,7 @@ class InferenceConfig:
     skip_empty_slices: bool = True
     min_brain_pixels: int = 16
     seed: int = 0
+    noise_seeds: int = 1
 
 
 @dataclass
@@ -174,6 +179,13 @@ class PostprocessConfig:
 
     ``threshold`` is in residual units (intensity in [0, 1]); ``None`` until calibrated. Components with at most
     ``max_removed_component_voxels`` voxels are removed.
+
+    ``residual_normalisation="healthy_voxel_stats"`` (beyond the paper) turns the residual ``r`` into
+    ``max(r - mean_v, 0) * ref / std_v`` with voxel-wise statistics of healthy residuals on the model grid (stored
+    beside the weights; see :mod:`contrastive_anomaly.scoring.normalisation`): voxels where healthy brains already
+    reconstruct poorly (cortical edges, ventricle borders) count less. ``ref`` is the median ``std_v`` in the brain,
+    so the map keeps residual-like units. The statistics are smoothed with a Gaussian of
+    ``normalisation_smoothing_vox`` voxels and ``std_v`` is floored at ``normalisation_min_std_fraction * ref``.
     """
 
     erosion_iterations: int = 3
@@ -184,6 +196,9 @@ class PostprocessConfig:
     threshold_rule: Literal["dice", "fpr", "default"] = "default"
     target_fpr: float = 0.01
     default_threshold: float = 0.1
+    residual_normalisation: Literal["none", "healthy_voxel_stats"] = "none"
+    normalisation_smoothing_vox: float = 1.5
+    normalisation_min_std_fraction: float = 0.25
 
 
 @dataclass

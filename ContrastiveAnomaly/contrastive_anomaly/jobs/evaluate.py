@@ -8,6 +8,7 @@ filtered continuous map over all voxels (background included).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from ..scoring.metrics import (
     lesion_detection,
     merge_lesion_detection,
 )
+from ..scoring.normalisation import HealthyResidualStats
 from ..scoring.postprocess import binarize, effective_threshold
 from ..scoring.thresholds import best_dice_threshold, fpr_thresholds
 from ..scoring.volume_score import VolumeScore, score_volume
@@ -99,11 +101,13 @@ def evaluate_model(detector: Detector, test: list[Subject], *, labelled_val: lis
 
 def export_calibrated_model(source: Path, healthy: list[Subject], destination: Path, device: torch.device,
                             target_fpr: float | None = None, labelled: list[Subject] | None = None,
-                            half: bool = False) -> tuple[Path, float]:
+                            half: bool = False, normalise_on: list[Subject] | None = None) -> tuple[Path, float]:
     """Copy a stage-2 model folder to ``destination`` with a calibrated threshold in its config.
 
     Rule B (healthy FPR) by default; rule A (best Dice) when ``labelled`` validation subjects are given. The
     weights are unchanged (optionally stored as fp16); the new folder gets its own checksum manifest.
+    ``normalise_on``: healthy subjects whose residuals give the voxel-wise statistics of residual normalisation
+    (stored in the folder and switched on in its config); the threshold is then calibrated on normalised maps.
     """
     from ..method.diffusion_model import AnomalyDiffusionModel
     from ..storage.checkpoint import load_model_folder, load_state_strict, save_model
@@ -112,6 +116,14 @@ def export_calibrated_model(source: Path, healthy: list[Subject], destination: P
     model = AnomalyDiffusionModel(cfg)
     load_state_strict(model, state, source)
     detector = Detector.from_model(model, device, cfg=cfg, folder=source)
+    stats = None
+    if normalise_on:
+        cfg.postprocess.residual_normalisation = "none"
+        residuals = [score.residual for score in score_subjects(detector, normalise_on)]
+        stats = HealthyResidualStats.fit(residuals, [s.brain_mask for s in normalise_on], cfg.postprocess)
+        cfg.postprocess.residual_normalisation = "healthy_voxel_stats"
+        detector = dataclasses.replace(Detector.from_model(model, device, cfg=cfg, folder=source),
+                                       healthy_stats=stats)
     if labelled:
         scores = score_subjects(detector, labelled)
         threshold = best_dice_threshold([s.filtered for s in scores], [s.label for s in labelled], cfg.postprocess)
@@ -123,6 +135,9 @@ def export_calibrated_model(source: Path, healthy: list[Subject], destination: P
         cfg.postprocess.threshold_rule = "fpr"
     cfg.postprocess.threshold = threshold
     meta = dict(meta, calibrated_on=[s.name for s in (labelled or healthy)])
+    if stats is not None:
+        meta["normalisation_fitted_on"] = [s.name for s in normalise_on]
+        stats.save(Path(destination))  # before the weights: save_model's manifest then covers it
     meta.pop("kind", None)
     meta.pop("dtype", None)
     return save_model(destination, state, cfg, kind="diffusion", half=half, metadata=meta), threshold

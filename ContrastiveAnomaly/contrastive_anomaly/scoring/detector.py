@@ -21,6 +21,7 @@ from ..method.diffusion_model import AnomalyDiffusionModel
 from ..runtime.precision import resolve_precision
 from ..storage.checkpoint import load_model_folder, load_state_strict
 from ..storage.registry import resolve_model
+from .normalisation import STATS_FILE, HealthyResidualStats
 
 
 def fast_levels(timestep_indices: tuple[int, ...]) -> tuple[int, ...]:
@@ -49,6 +50,7 @@ class Detector:
     folder: Path | None
     device: torch.device
     dtype: torch.dtype
+    healthy_stats: HealthyResidualStats | None = None
 
     @classmethod
     def from_model(cls, model: AnomalyDiffusionModel, device: torch.device, *, cfg: ModelConfig | None = None,
@@ -91,4 +93,11 @@ def load_detector(name_or_path: str | Path | None, device: torch.device) -> Dete
     except (ValueError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"config.json in {folder} describes an invalid model: {exc}") from None
     load_state_strict(model, state, folder)
-    return Detector.from_model(model, device, cfg=cfg, folder=folder)
+    detector = Detector.from_model(model, device, cfg=cfg, folder=folder)
+    if cfg.postprocess.residual_normalisation == "none":
+        return detector
+    stats = HealthyResidualStats.load(folder)
+    if stats is None:
+        raise CheckpointError(f"{folder} asks for residual normalisation but has no {STATS_FILE}; recalibrate it "
+                              "with 'contrastive-anomaly calibrate --healthy DIR'")
+    return dataclasses.replace(detector, healthy_stats=stats)

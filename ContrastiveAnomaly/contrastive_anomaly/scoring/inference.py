@@ -83,8 +83,11 @@ def reconstruct_volume(model: AnomalyDiffusionModel, image_kji: np.ndarray, brai
         selected = np.arange(image_kji.shape[0])
     reconstruction = image_kji.astype(np.float32, copy=True)
     height, width = image_kji.shape[1:]
-    sampler = NoiseSampler(cfg.diffusion.noise, np.random.default_rng(inference.seed))
-    level_noise = [sampler.sample(1, height, width, device=device) for _ in levels]
+    level_noise = []  # one field per (noise draw, level); draw d uses seed + d, so one draw is the method itself
+    for draw in range(max(1, inference.noise_seeds)):
+        sampler = NoiseSampler(cfg.diffusion.noise, np.random.default_rng(inference.seed + draw))
+        level_noise += [sampler.sample(1, height, width, device=device) for _ in levels]
+    levels = levels * max(1, inference.noise_seeds)
     slices_per_batch = max(1, inputs_per_batch(cfg, dtype) // len(levels))
     done = 0
     if progress is not None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InputError
 from ..runtime.progress import ProgressReporter
 from .detector import Detector
 from .inference import reconstruct_volume
@@ -18,8 +19,8 @@ from .postprocess import effective_threshold, postprocess_residual, residual_map
 
 @dataclass
 class VolumeScore:
-    """``reconstruction`` and ``residual`` are raw; ``filtered`` is after erosion + median; ``mask`` after threshold
-    and the component filter."""
+    """``reconstruction`` and ``residual`` (``|x - x_hat|``) are raw; ``filtered`` is the anomaly map (normalised
+    when the model asks for it) after erosion + median; ``mask`` after threshold and the component filter."""
 
     reconstruction: np.ndarray
     residual: np.ndarray
@@ -30,6 +31,16 @@ class VolumeScore:
     batch_size: int
     dtype: str
     processed_slice_indices: np.ndarray | None = None  # K indices of the slices the model reconstructed
+
+
+def anomaly_map(detector: Detector, residual_kji: np.ndarray) -> np.ndarray:
+    """The map that post-processing filters: the residual, normalised by the detector's healthy statistics when
+    its config asks for it (``PostprocessConfig.residual_normalisation``)."""
+    if detector.cfg.postprocess.residual_normalisation == "none":
+        return residual_kji
+    if detector.healthy_stats is None:
+        raise InputError("this model normalises residuals but no healthy statistics were loaded")
+    return detector.healthy_stats.normalise(residual_kji)
 
 
 def score_volume(detector: Detector, image_kji: np.ndarray, brain_mask_kji: np.ndarray,
@@ -46,7 +57,7 @@ def score_volume(detector: Detector, image_kji: np.ndarray, brain_mask_kji: np.n
                                     precision=detector.dtype)
     with progress.stage("postprocess"):
         residual = residual_map(image_kji, result.reconstruction)
-        filtered, mask = postprocess_residual(residual, brain_mask_kji, cfg.postprocess)
+        filtered, mask = postprocess_residual(anomaly_map(detector, residual), brain_mask_kji, cfg.postprocess)
     return VolumeScore(reconstruction=result.reconstruction, residual=residual, filtered=filtered, mask=mask,
                        threshold=effective_threshold(cfg.postprocess), processed_slices=len(result.processed_slices),
                        processed_slice_indices=result.processed_slices,

@@ -25,7 +25,14 @@ from .. import __version__
 from ..config import ModelConfig
 from ..errors import CheckpointError
 from .files import atomic_write, write_json_atomic, write_text_atomic
-from .integrity import CHECKSUM_FILE, CONFIG_FILE, WEIGHTS_FILE, sha256_of, verify_model_folder
+from .integrity import (
+    CHECKSUM_FILE,
+    CONFIG_FILE,
+    OPTIONAL_MODEL_FILES,
+    WEIGHTS_FILE,
+    sha256_of,
+    verify_model_folder,
+)
 
 __all__ = ["CHECKSUM_FILE", "CONFIG_FILE", "WEIGHTS_FILE", "sha256_of", "verify_model_folder", "save_model",
            "load_model_folder", "read_model_config", "load_state_strict", "save_trainer_state", "load_trainer_state",
@@ -58,7 +65,8 @@ def save_model(folder: str | Path, state_dict: dict[str, torch.Tensor], cfg: Mod
     with atomic_write(folder / WEIGHTS_FILE) as tmp:
         save_file(tensors, str(tmp), metadata={"kind": kind})
     write_json_atomic(config_data, folder / CONFIG_FILE, sort_keys=True)
-    lines = "".join(f"{sha256_of(folder / name)}  {name}\n" for name in (WEIGHTS_FILE, CONFIG_FILE))
+    covered = (WEIGHTS_FILE, CONFIG_FILE, *(name for name in OPTIONAL_MODEL_FILES if (folder / name).is_file()))
+    lines = "".join(f"{sha256_of(folder / name)}  {name}\n" for name in covered)
     write_text_atomic(lines, folder / CHECKSUM_FILE)
     return folder
 

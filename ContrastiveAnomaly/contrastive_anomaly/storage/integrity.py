@@ -13,6 +13,9 @@ from ..errors import CheckpointError
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 CHECKSUM_FILE = "model.sha256"
+# Files a model folder may also hold; when present, the manifest covers them like the weights.
+HEALTHY_STATS_FILE = "healthy_residual_stats.safetensors"
+OPTIONAL_MODEL_FILES = (HEALTHY_STATS_FILE,)
 HASH_CHUNK_BYTES = 1 << 20
 
 
