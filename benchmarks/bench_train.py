@@ -104,7 +104,8 @@ def main() -> None:
              f"{torch.get_num_threads()} threads, batch {args.batch}",
              "", f"Command: `python benchmarks/bench_train.py --presets {' '.join(args.presets)} --repeats "
              f"{args.repeats} --steps {args.steps} --batch {args.batch}`", "",
-             "| preset | variant | s/step, median (min-max) | slices/s | speed vs fp32 (same run) |", "|---|---|---|---|---|"]
+             "| preset | variant | s/step, median (min-max) | slices/s | speed vs fp32 (same run) |",
+             "|---|---|---|---|---|"]
     for name, seconds in results.items():
         base = statistics.median(seconds["fp32"]) if "fp32" in seconds else None
         for variant, values in seconds.items():
