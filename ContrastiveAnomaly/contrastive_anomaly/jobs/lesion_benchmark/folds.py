@@ -1,7 +1,7 @@
 """Benchmark folds from the registry corpus (``contrastive-anomaly data fetch`` output; docs/DATA.md §5).
 
-Rotation 0: validation = ITK k-means subject, test = ROBEX subject; rotation 1 swaps them
-(:func:`contrastive_anomaly.data.splits.corpus_roles`). Arrays are KJI on the model grid, intensities in [0, 1].
+One fold per real T1 subject (``registry_corpus.REAL_T1_SUBJECTS``). Arrays are KJI on the model grid,
+intensities in [0, 1].
 """
 
 from __future__ import annotations
@@ -24,22 +24,24 @@ def _subjects(volumes: dict, spacing_mm: float) -> list[Subject]:
 
 def corpus_folds(corpus_dir: Path, spacing_mm: float, train: list[Subject] | None = None
                  ) -> tuple[list[Fold], list[Subject]]:
-    """``(folds, corpus training subjects)``; ``train`` replaces the training subjects of every fold when given
-    (e.g. an augmented bank), the corpus templates are returned either way (checkpoint choice, z-score)."""
+    """``(folds, corpus training subjects)``: one fold per held-out real T1 subject (leave-one-real-subject-out).
+
+    The validation subject of a fold is the next real subject in name order. ``train`` replaces the training
+    subjects of every fold when given (e.g. an augmented bank); the corpus templates are returned either way.
+    """
     manifest = load_manifest(corpus_dir)
     templates = _subjects(load_preprocessed(corpus_dir, manifest, roles=("train",)), spacing_mm)
     if not templates:
         raise InputError(f"no preprocessed training subjects in {corpus_dir}; run 'contrastive-anomaly data fetch'")
+    real = _subjects(load_preprocessed(corpus_dir, manifest, roles=("test",)), spacing_mm)
+    if len(real) < 2:
+        raise InputError(f"{corpus_dir}: need at least two preprocessed real subjects, found {len(real)}")
+    tissue = {s.name: _tissue_or_none(corpus_dir, manifest, s.name) for s in real}
     folds = []
-    for rotation in ROTATIONS:
-        val = _subjects(load_preprocessed(corpus_dir, manifest, roles=("val",), rotation=rotation), spacing_mm)
-        test = _subjects(load_preprocessed(corpus_dir, manifest, roles=("test",), rotation=rotation), spacing_mm)
-        if len(val) != 1 or len(test) != 1:
-            raise InputError(f"{corpus_dir}: expected one preprocessed validation and one test subject, found "
-                             f"{len(val)} and {len(test)}")
-        tissue = {s.name: _tissue_or_none(corpus_dir, manifest, s.name) for s in (val[0], test[0])}
-        folds.append(Fold(name=f"rotation{rotation}-test-{test[0].name}", train=train or templates, val=val[0],
-                          test=test[0], val_tissue=tissue[val[0].name], test_tissue=tissue[test[0].name]))
+    for index, test in enumerate(real):
+        val = real[(index + 1) % len(real)]
+        folds.append(Fold(name=f"test-{test.name}", train=train or templates, val=val, test=test,
+                          val_tissue=tissue[val.name], test_tissue=tissue[test.name]))
     return folds, templates
 
 
