@@ -14,6 +14,7 @@ from pathlib import Path
 from .. import __version__
 from ..config import CONTRASTS
 from ..errors import Cancelled, ContrastiveAnomalyError, InputError
+from ..jobs.fit.command import add_fit_parser, run_fit_command
 from ..jobs.lesion_benchmark.command import add_benchmark_parser, run_benchmark_command
 from ..runtime.progress import ProgressReporter
 from . import commands
@@ -176,13 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_benchmark_parser(sub)
     add_models_parser(sub)
+    add_fit_parser(sub, EPILOG)
     return parser
 
 
 COMMANDS = {"demo": commands.run_demo, "detect": commands.run_detect, "detect-batch": commands.run_detect_batch,
             "train-encoder": commands.run_train_encoder, "train": commands.run_train,
             "calibrate": commands.run_calibrate, "evaluate": commands.run_evaluate, "data": commands.run_data,
-            "benchmark": run_benchmark_command, "models": run_models_command}
+            "benchmark": run_benchmark_command, "models": run_models_command, "fit": run_fit_command}
 
 
 def _raise_cancel(signum: int, frame: object) -> None:

@@ -1,0 +1,91 @@
+"""Small file helpers of ``fit``: JSON written atomically, content hashes of scans, a staged folder swap.
+
+Everything ``fit`` writes reaches its final name by ``os.replace`` from a temporary name in the same folder, so a
+kill at any moment leaves either the old or the new file, never a torn one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from ...storage.files import replace_into_place
+from ...storage.integrity import sha256_of
+
+FOLDER_MODE = 0o777
+
+
+def write_json_atomic(path: Path, data: Any) -> Path:
+    """Write ``data`` as indented UTF-8 JSON through a temporary file, then rename it onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True, default=_plain)
+            handle.write("\n")
+        replace_into_place(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and paths in JSON."""
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def read_json(path: Path) -> Any | None:
+    """The JSON in ``path``, or ``None`` when it is missing or unreadable (a file being replaced counts as missing)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def content_sha256(files: Iterable[Path]) -> str:
+    """The sha256 of one file, or for several (a DICOM series) the sha256 of their sorted per-file digests.
+
+    File names do not enter the digest, so a renamed or moved scan is still recognised.
+    """
+    files = list(files)
+    if len(files) == 1:
+        return sha256_of(files[0])
+    digests = sorted(sha256_of(f) for f in files)
+    return hashlib.sha256("\n".join(digests).encode("ascii")).hexdigest()
+
+
+def replace_folder(staging: Path, target: Path) -> None:
+    """Put the finished folder ``staging`` at ``target`` (removing an older ``target`` first)."""
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+
+
+def new_staging_folder(parent: Path, label: str) -> Path:
+    """A hidden temporary folder in ``parent`` (same file system as the target, so the final rename is atomic)."""
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".staging-{label}-", dir=parent))
+    os.chmod(staging, FOLDER_MODE & ~_umask())  # mkdtemp makes it private; the result is an ordinary folder
+    return staging
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def remove_stale_staging(parent: Path) -> None:
+    """Delete temporary folders left by a killed run."""
+    if parent.is_dir():
+        for stale in parent.glob(".staging-*"):
+            shutil.rmtree(stale, ignore_errors=True)
