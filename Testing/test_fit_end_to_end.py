@@ -5,10 +5,16 @@ cache reused, and a killed fit that continues to exactly the result of an uninte
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
+from fit_scans import write_dicom_series, write_nifti
 from safetensors.torch import load_file
 
 from contrastive_anomaly.cli.main import main
@@ -18,11 +24,12 @@ from contrastive_anomaly.jobs.fit.request import FitRequest
 from contrastive_anomaly.jobs.fit.run import fit
 from contrastive_anomaly.runtime.progress import ProgressReporter
 from contrastive_anomaly.storage.integrity import verify_model_folder
-from contrastive_anomaly.storage.registry import resolve_model
+from contrastive_anomaly.storage.registry import list_models, resolve_model
 from engine_fixtures import small_config
-from fit_scans import write_dicom_series, write_nifti
 
 MODELS_ENV = "CONTRASTIVE_ANOMALY_MODELS"
+# Each fit preprocesses real-size phantom heads through the full detect pipeline (~8 s per scan on one idle core pair).
+pytestmark = pytest.mark.slow
 
 
 def _config(path):
@@ -79,12 +86,16 @@ def test_unreadable_scan_is_recorded_not_fatal(nifti_fit):
     assert record["status"] == "failed" and "cannot read" in record["reason"] and "\n" not in record["reason"]
 
 
-def test_fitted_model_is_registered_and_detect_finds_it_by_name(nifti_fit, tmp_path, monkeypatch):
+def test_fitted_model_is_registered_and_detect_finds_it_by_name(nifti_fit, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv(MODELS_ENV, str(nifti_fit / "registry"))
     assert resolve_model("my-t1").resolve() == (nifti_fit / "my-t1").resolve()
-    rows = json.loads((nifti_fit / "registry" / "registry.json").read_text(encoding="utf-8"))["models"]
-    [row] = [r for r in rows if r["name"] == "my-t1"]
-    assert row["contrast"] == "T1" and row["card"].endswith("MODEL_CARD.md")
+    # the list the Slicer panel's model combo box shows (storage.registry.list_models, entry.label)
+    [entry] = [e for e in list_models() if e.name == "my-t1"]
+    assert entry.source == "user" and entry.installed and entry.contrast == "T1" and entry.label == "my-t1 (T1)"
+    assert entry.card is not None and entry.card.name == "MODEL_CARD.md"
+    assert entry.threshold == pytest.approx(json.loads(
+        (nifti_fit / "my-t1" / "config.json").read_text(encoding="utf-8"))["postprocess"]["threshold"])
+    assert main(["models", "list"]) == 0 and "my-t1" in capsys.readouterr().out
     out = tmp_path / "detect"
     code = main(["detect", str(nifti_fit / "scans" / "head0.nii.gz"), "--model", "my-t1", "--out", str(out),
                  "--device", "cpu", "--progress", "none"])
@@ -127,7 +138,8 @@ def test_killed_fit_continues_to_the_uninterrupted_result(nifti_fit, tmp_path, m
         fit(interrupted, KillAt("train-encoder", 3))  # after the step-2 checkpoint of stage 1
     assert not (interrupted.out_dir / "model.sha256").exists()
     with pytest.raises(Cancelled):
-        fit(FitRequest(out_dir=interrupted.out_dir, resume=True, device="cpu"), KillAt("train", 3))  # after the step-2 checkpoint of stage 2
+        # after the step-2 checkpoint of stage 2
+        fit(FitRequest(out_dir=interrupted.out_dir, resume=True, device="cpu"), KillAt("train", 3))
     encoder_state = json.loads((interrupted.out_dir / "training" / "encoder" / "last" / "trainer_state.json")
                                .read_text(encoding="utf-8"))
     assert encoder_state["step"] == 4
@@ -136,9 +148,10 @@ def test_killed_fit_continues_to_the_uninterrupted_result(nifti_fit, tmp_path, m
     a, b = _weights(whole.model_dir), _weights(resumed.model_dir)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     for stage in ("encoder", "diffusion"):
-        history = [json.loads((root / "training" / stage / "last" / "trainer_state.json").read_text(
-            encoding="utf-8"))["history"] for root in (whole.model_dir, resumed.model_dir)]
-        assert history[0] == history[1]
+        history = [[{k: row[k] for k in ("step", "train_loss", "val_loss")}  # wall time differs, the curve not
+                    for row in json.loads((root / "training" / stage / "last" / "trainer_state.json").read_text(
+                        encoding="utf-8"))["history"]] for root in (whole.model_dir, resumed.model_dir)]
+        assert history[0] == history[1] and len(history[0]) == 2
 
 
 def test_fit_from_dicom_series(tmp_path, monkeypatch):
@@ -157,3 +170,30 @@ def test_fit_from_dicom_series(tmp_path, monkeypatch):
     assert {r["subject"] for r in records.values()} == {"A", "B"} and all(r["series_uid"] for r in records.values())
     assert "recognised as folder" in (result.model_dir / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert resolve_model("dicom-t1").resolve() == result.model_dir.resolve()
+
+
+def test_sigterm_during_preprocessing_keeps_finished_scans(tmp_path):
+    source = tmp_path / "scans"
+    for seed in range(3):
+        write_nifti(source / f"head{seed}.nii.gz", seed + 20)
+    out = tmp_path / "model"
+    command = [sys.executable, "-m", "contrastive_anomaly.cli.main", "fit", "--healthy", str(source), "--contrast",
+               "T1", "--out", str(out), "--config", str(_config(tmp_path / "config.json")), "--device", "cpu",
+               "--progress", "jsonl", "--no-register"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
+                               env={**os.environ, "OMP_NUM_THREADS": "2"})
+    deadline = time.monotonic() + 600
+    while not list((out / "cache").glob("*/qc.json")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == Cancelled.exit_code, stderr
+    assert "run the same command again" in stderr
+    assert json.loads(stdout.strip().splitlines()[-1])["event"] == "error"
+    finished = {p.parent.name: p.stat().st_mtime_ns for p in (out / "cache").glob("*/qc.json")}
+    assert 1 <= len(finished) < 3
+    assert not list(out.rglob(".staging-*")) and not (out / "model.sha256").exists()
+    with pytest.raises(Cancelled):  # continue, and stop again as soon as training starts
+        fit(FitRequest(out_dir=out, resume=True, register=False), KillAt("train-encoder", 1))
+    assert {p.parent.name for p in (out / "cache").glob("*/qc.json")} == {"head0", "head1", "head2"}
+    assert all((out / "cache" / name / "qc.json").stat().st_mtime_ns == mtime for name, mtime in finished.items())

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from fit_scans import write_dicom_series
 
 from contrastive_anomaly.cli.main import main
 from contrastive_anomaly.data.sources import discover_scans, ixi_match, named_contrast
@@ -14,7 +15,6 @@ from contrastive_anomaly.errors import InputError
 from contrastive_anomaly.jobs.fit.cache import CachedScan
 from contrastive_anomaly.jobs.fit.request import FitRequest, resolve_settings, start_record
 from contrastive_anomaly.jobs.fit.split import freeze_plan, split_scans
-from fit_scans import write_dicom_series
 
 
 def _touch(root, *names):

@@ -26,10 +26,10 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
+from ..config import CONTRASTS
 from ..errors import InputError
 from ..storage.files import VOLUME_SUFFIXES
 
-CONTRASTS = ("T1", "T2", "FLAIR", "PD")
 BIDS_SUFFIXES = {"T1": ("T1w",), "T2": ("T2w",), "FLAIR": ("FLAIR",), "PD": ("PDw", "PD")}
 BIDS_DESCRIPTION_FILE = "dataset_description.json"
 IXI_PATTERN = re.compile(r"^(IXI\d+)-.+-(T1|T2|PD|MRA|DTI(?:-\d+)?)\.nii(?:\.gz)?$", re.IGNORECASE)

@@ -35,7 +35,7 @@ from .files import (
     read_json,
     remove_stale_staging,
     replace_folder,
-    write_json_atomic,
+    write_json,
 )
 
 CACHE_DIR = "cache"
@@ -146,7 +146,7 @@ def _preprocess_one(scan: ScanSource, sha256: str, key: str, cfg: ModelConfig, t
         shutil.rmtree(staging, ignore_errors=True)  # interrupted: nothing of this scan is kept
         raise
     record["seconds"] = round(time.perf_counter() - started, 3)
-    write_json_atomic(staging / QC_FILE, record)
+    write_json(staging / QC_FILE, record)
     replace_folder(staging, target)
     return _from_record(scan, target, record)
 

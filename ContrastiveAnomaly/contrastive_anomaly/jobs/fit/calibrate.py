@@ -16,17 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from ...config import ModelConfig
 from ...data.volumes import Subject
-from ...method.diffusion_model import AnomalyDiffusionModel
 from ...runtime.progress import ProgressReporter
+from ...scoring.detector import Detector
 from ...scoring.metrics import false_positive_volume_ml
 from ...scoring.postprocess import binarize
 from ...scoring.thresholds import fpr_thresholds, voxel_false_positive_rate
 from ...scoring.volume_score import score_volume
-from .files import read_json, write_json_atomic
+from .files import read_json, write_json
 
 CALIBRATION_FILE = "calibration.json"
 RESIDUAL_PERCENTILES = (50.0, 95.0, 99.0, 99.9)
@@ -51,14 +49,15 @@ class Calibration:
         return asdict(self)
 
 
-def calibrate_on_held_out(model: AnomalyDiffusionModel, cfg: ModelConfig, held_out: list[Subject],
-                          device: torch.device, progress: ProgressReporter, *, weights_sha256: str) -> Calibration:
+def calibrate_on_held_out(detector: Detector, held_out: list[Subject], progress: ProgressReporter, *,
+                          weights_sha256: str) -> Calibration:
     """Score ``held_out`` (stage ``calibrate``, one unit per scan) and derive the rule-B threshold and statistics."""
+    cfg = detector.cfg
     target = cfg.postprocess.target_fpr
     maps, masks = [], []
     with progress.stage("calibrate", total=len(held_out)) as stage:
         for done, subject in enumerate(held_out, start=1):
-            scored = score_volume(model, cfg, subject.image, subject.brain_mask, device, ProgressReporter("none"))
+            scored = score_volume(detector, subject.image, subject.brain_mask, ProgressReporter("none"))
             maps.append(scored.filtered)
             masks.append(subject.brain_mask)
             stage.advance(done)
@@ -93,4 +92,4 @@ def cached_calibration(run_dir: Path, weights_sha256: str, scans: list[str], tar
 
 
 def save_calibration(run_dir: Path, calibration: Calibration) -> None:
-    write_json_atomic(Path(run_dir) / CALIBRATION_FILE, calibration.to_dict())
+    write_json(Path(run_dir) / CALIBRATION_FILE, calibration.to_dict())

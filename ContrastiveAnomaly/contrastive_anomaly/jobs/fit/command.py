@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ...config import CONTRASTS
 from ...runtime.progress import ProgressReporter
 
-CONTRAST_CHOICES = ("T1", "T2", "FLAIR", "PD")
 EXAMPLE = "contrastive-anomaly fit --healthy /data/ixi --contrast T2 --out models/ixi-t2"
 
 
@@ -24,13 +24,15 @@ def add_fit_parser(sub: argparse._SubParsersAction, epilog: str = "") -> argpars
     parser.add_argument("--healthy", type=Path,
                         help="healthy scans: a folder of NIfTI/NRRD/MHA files or DICOM series, a BIDS dataset, IXI "
                              "files, or a CSV with a 'path' column (optional: subject, id, contrast, series)")
-    parser.add_argument("--contrast", type=str.upper, choices=CONTRAST_CHOICES,
+    parser.add_argument("--contrast", type=str.upper, choices=CONTRASTS,
                         help="which scans to use (BIDS _T1w/_T2w/_FLAIR/_PDw, IXI -T1/-T2/-PD)")
     parser.add_argument("--out", type=Path, required=True, help="the model folder to create (or continue)")
     parser.add_argument("--name", help="name in the model registry (default: the folder's name)")
     parser.add_argument("--preset", choices=("tiny", "compact", "paper"),
                         help="model size: compact (default, CPU-sized), paper (GPU) or tiny (smoke runs)")
     parser.add_argument("--config", type=Path, help="a config.json to start from instead of a preset")
+    parser.add_argument("--grid", choices=("whole-brain", "paper-central-100"),
+                        help="model grid protocol (default whole-brain; paper-central-100 = the paper's 100 mm slab)")
     parser.add_argument("--steps-encoder", type=int, help="stage-1 optimisation steps (default: the preset's)")
     parser.add_argument("--steps", type=int, help="stage-2 optimisation steps (default: the preset's)")
     parser.add_argument("--seed", type=int, help="seed of the split and of training (default: the preset's)")
@@ -53,9 +55,10 @@ def run_fit_command(args: argparse.Namespace, progress: ProgressReporter) -> int
     from .run import fit
 
     request = FitRequest(out_dir=args.out, healthy=args.healthy, contrast=args.contrast, preset=args.preset,
-                         config=args.config, steps_encoder=args.steps_encoder, steps=args.steps, seed=args.seed,
-                         name=args.name, device=args.device, resume=args.resume, register=not args.no_register,
-                         allow_qc_warnings=args.allow_qc_warnings, held_out_fraction=args.held_out_fraction)
+                         config=args.config, grid=args.grid, steps_encoder=args.steps_encoder, steps=args.steps,
+                         seed=args.seed, name=args.name, device=args.device, resume=args.resume,
+                         register=not args.no_register, allow_qc_warnings=args.allow_qc_warnings,
+                         held_out_fraction=args.held_out_fraction)
     result = fit(request, progress)
     if args.progress != "jsonl":
         where = f"registered as {result.name!r}" if result.registered else "not registered"

@@ -15,29 +15,19 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ...storage.files import replace_into_place
+from ...storage.files import write_json_atomic
 from ...storage.integrity import sha256_of
 
 FOLDER_MODE = 0o777
 
 
-def write_json_atomic(path: Path, data: Any) -> Path:
-    """Write ``data`` as indented UTF-8 JSON through a temporary file, then rename it onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2, sort_keys=True, default=_plain)
-            handle.write("\n")
-        replace_into_place(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+def write_json(path: Path, data: Any) -> Path:
+    """``data`` as sorted, indented JSON through the engine's :func:`~contrastive_anomaly.storage.files.atomic_write`
+    (numpy scalars become numbers, anything else unknown a string)."""
+    return write_json_atomic(data, path, sort_keys=True, default=_plain)
 
 
 def _plain(value: Any) -> Any:
-    """numpy scalars and paths in JSON."""
     if hasattr(value, "item"):
         return value.item()
     return str(value)

@@ -40,10 +40,7 @@ def write_model_folder(out_dir: Path, state: dict[str, torch.Tensor], cfg: Model
 
 def register(out_dir: Path, *, name: str, contrast: str) -> Any:
     """Add the fitted model to the user registry under ``name`` (in place, no copy); returns the registry entry."""
-    try:
-        from ...storage.registry import register_model
-    except ImportError:  # until the shared user registry lands on main
-        from .registry_adapter import register_model
+    from ...storage.registry import register_model
 
     return register_model(out_dir, name=name, contrast=contrast, card=out_dir / CARD_FILE,
                           description=f"fitted with contrastive-anomaly fit ({contrast})")

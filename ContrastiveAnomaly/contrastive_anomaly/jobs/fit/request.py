@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from ... import __version__
-from ...config import ModelConfig, preset
+from ...config import GridConfig, ModelConfig, preset
 from ...data.sources import check_contrast
 from ...errors import InputError
 from ...storage.files import check_writable_folder
-from .files import write_json_atomic
+from .files import write_json
 
 RECORD_FILE = "fit.json"
 RECORD_FORMAT = 1
@@ -39,6 +39,7 @@ class FitRequest:
     contrast: str | None = None
     preset: str | None = None
     config: Path | None = None
+    grid: str | None = None
     steps_encoder: int | None = None
     steps: int | None = None
     seed: int | None = None
@@ -151,6 +152,11 @@ def resolve_settings(request: FitRequest) -> FitSettings:
                          "use another --out folder for other data")
     cfg = _base_config(request, record)
     cfg.contrast = contrast
+    if request.grid is not None:
+        try:
+            cfg.grid = GridConfig.for_protocol(request.grid, cfg.grid.spacing_mm)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
     seed = request.seed if request.seed is not None else recorded.get("seed", cfg.diffusion_training.seed)
     for train_cfg in (cfg.encoder_training, cfg.diffusion_training):
         train_cfg.seed = int(seed)
@@ -180,4 +186,4 @@ def resolve_settings(request: FitRequest) -> FitSettings:
 def start_record(settings: FitSettings) -> None:
     """Create ``MODEL_DIR`` and write (or update) ``fit.json``: the first write of a fit."""
     check_writable_folder(settings.out_dir)
-    write_json_atomic(settings.out_dir / RECORD_FILE, settings.to_record())
+    write_json(settings.out_dir / RECORD_FILE, settings.to_record())

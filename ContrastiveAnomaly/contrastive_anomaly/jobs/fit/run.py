@@ -80,7 +80,7 @@ def _preprocess(settings: FitSettings, scans: list, ctx: Any, progress: Progress
 def _report_skipped(cached: list[CachedScan], allow: bool, progress: ProgressReporter) -> dict[str, str]:
     skipped = {c.scan.scan_id: c.skip_reason(allow) for c in cached if not c.usable(allow)}
     for scan_id, reason in skipped.items():
-        progress.warn(f"skipped {scan_id}: {reason}")
+        progress.warn(f"skipped {scan_id}: {reason}", code="scan_skipped")
     return skipped
 
 
@@ -88,7 +88,8 @@ def _calibrate(settings: FitSettings, stages: StageResults, plan: FitPlan, ctx: 
                progress: ProgressReporter) -> tuple[Calibration, dict, dict]:
     """Rule-B threshold for the chosen stage-2 checkpoint (reused when already computed for it)."""
     from ...method.diffusion_model import AnomalyDiffusionModel
-    from ...storage.checkpoint import load_model_folder
+    from ...scoring.detector import Detector
+    from ...storage.checkpoint import load_model_folder, load_state_strict
     from ...storage.integrity import WEIGHTS_FILE, read_manifest
 
     best = stages.diffusion.best
@@ -100,9 +101,9 @@ def _calibrate(settings: FitSettings, stages: StageResults, plan: FitPlan, ctx: 
     calibration = cached_calibration(run_dir, weights_sha, names, cfg.postprocess.target_fpr)
     if calibration is None:
         model = AnomalyDiffusionModel(cfg)
-        model.load_state_dict(state)
-        model.to(ctx.device).eval()
-        calibration = calibrate_on_held_out(model, cfg, held_out, ctx.device, progress, weights_sha256=weights_sha)
+        load_state_strict(model, state, best)
+        detector = Detector.from_model(model, ctx.device, cfg=cfg, folder=best)
+        calibration = calibrate_on_held_out(detector, held_out, progress, weights_sha256=weights_sha)
         save_calibration(run_dir, calibration)
     return calibration, state, meta
 

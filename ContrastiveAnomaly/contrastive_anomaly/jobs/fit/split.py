@@ -15,7 +15,7 @@ from typing import Any
 from ...data.splits import split_by_subject
 from ...errors import InputError
 from .cache import CachedScan
-from .files import read_json, write_json_atomic
+from .files import read_json, write_json
 
 PLAN_FILE = "plan.json"
 MIN_SUBJECTS = 2
@@ -64,7 +64,7 @@ def freeze_plan(plan: FitPlan, run_dir: Path) -> FitPlan:
     saved = read_json(path)
     current = plan.to_dict()
     if saved is None:
-        write_json_atomic(path, current)
+        write_json(path, current)
         return plan
     before = {**saved["train"], **saved["held_out"]}
     now = {**current["train"], **current["held_out"]}
