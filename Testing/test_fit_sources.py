@@ -15,6 +15,7 @@ from contrastive_anomaly.errors import InputError
 from contrastive_anomaly.jobs.fit.cache import CachedScan
 from contrastive_anomaly.jobs.fit.request import FitRequest, resolve_settings, start_record
 from contrastive_anomaly.jobs.fit.split import freeze_plan, split_scans
+from engine_fixtures import small_config
 
 
 def _touch(root, *names):
@@ -134,6 +135,13 @@ def test_rerun_keeps_the_record_and_refuses_incompatible_changes(tmp_path):
         resolve_settings(FitRequest(out_dir=out, seed=99))
     with pytest.raises(InputError, match="holds a fit of T1"):
         resolve_settings(FitRequest(out_dir=out, healthy=source, contrast="T2"))
+    normalised = small_config()
+    normalised.postprocess.residual_normalisation = "healthy_voxel_stats"
+    normalised.save(tmp_path / "normalised.json")
+    with pytest.raises(InputError, match="normalise-on"):
+        resolve_settings(FitRequest(out_dir=tmp_path / "other", healthy=source, contrast="T1",
+                                    config=tmp_path / "normalised.json"))
+    assert not (tmp_path / "other").exists()
 
 
 def _fails_cleanly(capsys, args, out, pattern):

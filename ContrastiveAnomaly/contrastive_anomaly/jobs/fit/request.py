@@ -167,6 +167,9 @@ def resolve_settings(request: FitRequest) -> FitSettings:
     for label, steps in (("--steps-encoder", cfg.encoder_training.steps), ("--steps", cfg.diffusion_training.steps)):
         if steps < 1:
             raise InputError(f"{label} must be at least 1 (got {steps})")
+    if cfg.postprocess.residual_normalisation != "none":
+        raise InputError("fit calibrates plain residual maps; set postprocess.residual_normalisation to \"none\" "
+                         "and add the normalisation afterwards with 'calibrate --normalise-on'")
     if record is not None:
         before, now = comparable(ModelConfig.from_dict(recorded["config"])), comparable(cfg)
         if before != now:
