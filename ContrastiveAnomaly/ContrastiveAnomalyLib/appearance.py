@@ -1,33 +1,23 @@
-"""How results look in Slicer: the "Anomaly" segment's name, colour and terminology, and node names.
-
-The colour is Okabe-Ito vermillion, distinguishable under the common colour-vision deficiencies and distinct from the
-greys of MRI. The terminology entry uses Slicer's serialised form
-``context~category~type~typeModifier~anatomicContext~anatomicRegion~anatomicRegionModifier`` where each coded item is
-``scheme^code^meaning`` (SNOMED CT codes: 49755003 morphologically altered structure, 52988006 lesion, 12738006
-brain).
+"""How results look in Slicer. The "Anomaly" segment (name, colour, terminology, DICOM algorithm tags) is defined once
+in the engine, :mod:`contrastive_anomaly.storage.segment_appearance`; this module adds what only the panel needs:
+node names, the map's colour table and opacity, and how the segment is drawn in slice views.
 """
 
 from __future__ import annotations
 
-SEGMENT_ID = "Anomaly"
-SEGMENT_NAME = "Anomaly"
-SEGMENT_COLOR_RGB_255 = (213, 94, 0)
-SEGMENT_COLOR_RGB = tuple(channel / 255.0 for channel in SEGMENT_COLOR_RGB_255)
+from contrastive_anomaly.storage.segment_appearance import (
+    SEGMENT_COLOR_RGB,
+    SEGMENT_ID,
+    SEGMENT_NAME,
+    TERMINOLOGY_FILE,
+    segment_tags,
+    terminology_tag,
+)
 
-TERMINOLOGY_CONTEXT = "Segmentation category and type - 3D Slicer General Anatomy list"
-ANATOMIC_CONTEXT = "Anatomic codes - DICOM master list"
-CATEGORY_CODE = ("SCT", "49755003", "Morphologically Altered Structure")
-TYPE_CODE = ("SCT", "52988006", "Lesion")
-ANATOMIC_REGION_CODE = ("SCT", "12738006", "Brain")
-EMPTY_CODE = ("", "", "")
-
-
-def terminology_entry() -> str:
-    """The anomaly segment's terminology tag value, in Slicer's ``~``/``^`` serialised form."""
-    coded = ["^".join(code) for code in (CATEGORY_CODE, TYPE_CODE, EMPTY_CODE)]
-    region = ["^".join(code) for code in (ANATOMIC_REGION_CODE, EMPTY_CODE)]
-    return "~".join([TERMINOLOGY_CONTEXT, *coded, ANATOMIC_CONTEXT, *region])
-
+__all__ = ["SEGMENT_COLOR_RGB", "SEGMENT_ID", "SEGMENT_NAME", "TERMINOLOGY_FILE", "segment_tags", "terminology_tag",
+           "ANOMALY_MAP_NAME", "RECONSTRUCTION_NAME", "SEGMENTATION_NAME", "MAP_COLOR_NODE_IDS",
+           "MAP_OVERLAY_OPACITY", "OUTLINE_THICKNESS_PX", "ROLE_ATTRIBUTE", "INPUT_ATTRIBUTE", "RUN_ATTRIBUTE",
+           "MASK_DIGEST_ATTRIBUTE"]
 
 # Node names in the scene; the input volume's name is substituted for {input}.
 ANOMALY_MAP_NAME = "{input} anomaly map"
@@ -38,3 +28,11 @@ SEGMENTATION_NAME = "{input} anomalies"
 # colour-vision deficiencies; a file-based table of the Slicer application), then PET-Heat (procedural, always there).
 MAP_COLOR_NODE_IDS = ("vtkMRMLColorTableNodeFileInferno.txt", "vtkMRMLPETProceduralColorNodePET-Heat")
 MAP_OVERLAY_OPACITY = 0.5
+# The segment is drawn as an outline by default, so the map under it stays visible; "filled" is an option.
+OUTLINE_THICKNESS_PX = 2
+
+# Node attributes that tie results to the analysed volume and the run that made them (saved with the scene).
+ROLE_ATTRIBUTE = "ContrastiveAnomaly.Role"            # "map", "reconstruction" or "segmentation"
+INPUT_ATTRIBUTE = "ContrastiveAnomaly.InputVolumeID"  # node ID of the analysed volume
+RUN_ATTRIBUTE = "ContrastiveAnomaly.Run"              # JSON: threshold, post-processing, seed, precision, model
+MASK_DIGEST_ATTRIBUTE = "ContrastiveAnomaly.MaskDigest"  # sha256 of the mask the panel last wrote into the segment

@@ -1,22 +1,22 @@
-"""The findings table, recomputed in the Slicer process whenever the threshold moves.
+"""The mask and the findings table at the slider's threshold, from a finished result (no engine run, no torch).
 
-It calls the engine's own post-processing and region code (``contrastive_anomaly.scoring.postprocess`` and
-``contrastive_anomaly.scoring.regions``: numpy and scipy only, no torch), so the panel and ``detect`` count and measure
-regions the same way.
+Re-thresholding uses the engine's own :class:`~contrastive_anomaly.scoring.threshold_index.ThresholdIndex`: the
+decision is made on the model grid (about 10^6 voxels, whatever the scan's size) and looked up on the scan's grid,
+exactly as ``detect`` made the mask and regions in ``summary.json``. So at the engine's threshold the panel shows the
+engine's numbers, and at any threshold the mL, the region count and the table describe the mask in the segment.
 
-Arrays are **KJI** ``(slices, rows, cols)`` as ``slicer.util.arrayFromVolume`` returns them. ``ijk_to_ras`` is the
-volume node's 4x4 IJK-to-RAS matrix (mm), so centroids come out in **RAS** mm, the space of Slicer's views.
+Arrays are **KJI** ``(slices, rows, cols)``; centroids come out in **RAS** mm (the space of Slicer's views).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from contrastive_anomaly.errors import InputError
-from contrastive_anomaly.scoring.postprocess import neighbourhood, remove_small_components
-from contrastive_anomaly.scoring.regions import MM3_PER_ML, Region, find_regions
+from contrastive_anomaly.scoring.regions import Region
+from contrastive_anomaly.scoring.threshold_index import OUTSIDE, ThresholdIndex
 
 Finding = Region  # one connected anomaly region; label 1 is the largest
 
@@ -29,52 +29,61 @@ class FindingsSummary:
     region_count: int
 
 
-def structure_for(connectivity: int) -> np.ndarray:
-    """3x3x3 neighbourhood for 6-, 18- or 26-connectivity (``ValueError`` otherwise)."""
-    try:
-        return neighbourhood(connectivity)
-    except InputError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def voxel_volume_ml(ijk_to_ras: np.ndarray) -> float:
-    """Volume of one voxel in mL: |det| of the 3x3 part of the IJK-to-RAS matrix (mm^3) / 1000."""
-    return float(abs(np.linalg.det(np.asarray(ijk_to_ras, dtype=np.float64)[:3, :3]))) / MM3_PER_ML
-
-
-def native_component_limit(max_removed_model_voxels: int, model_spacing_mm: float, native_voxel_ml: float) -> int:
-    """The engine removes components of at most N voxels on its model grid (``model_spacing_mm`` isotropic); on the
-    scan's own grid the same physical size is ``N * model voxel volume / native voxel volume`` voxels (rounded down)."""
-    if max_removed_model_voxels <= 0 or native_voxel_ml <= 0:
-        return max(int(max_removed_model_voxels), 0)
-    model_voxel_ml = float(model_spacing_mm) ** 3 / MM3_PER_ML
-    return int(np.floor(max_removed_model_voxels * model_voxel_ml / native_voxel_ml + 1e-9))
-
-
-def anomaly_mask(map_kji: np.ndarray, threshold: float, max_removed_component_voxels: int,
-                 connectivity: int = 26) -> np.ndarray:
-    """Boolean KJI mask ``map > threshold`` without the components of at most ``max_removed_component_voxels``.
-
-    Raising the threshold never adds voxels: every component of the smaller raw mask lies inside one component of
-    the larger one, which is at least as big, so it cannot survive the size filter alone.
-    """
-    raw = np.asarray(map_kji) > threshold
-    if max_removed_component_voxels <= 0 or not raw.any():
-        return raw
-    return remove_small_components(raw, max_removed_component_voxels, connectivity)
-
-
-def find_findings(map_kji: np.ndarray, mask_kji: np.ndarray, ijk_to_ras: np.ndarray,
-                  connectivity: int = 26) -> list[Finding]:
-    """One :class:`Finding` per connected component of ``mask_kji``, largest first."""
-    if np.shape(map_kji) != np.shape(mask_kji):
-        raise ValueError(f"map shape {np.shape(map_kji)} differs from mask shape {np.shape(mask_kji)}")
-    ijk_to_lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(ijk_to_ras, dtype=np.float64)
-    spacing = np.linalg.norm(ijk_to_lps[:3, :3], axis=0)
-    direction = ijk_to_lps[:3, :3] / spacing
-    return find_regions(mask_kji, map_kji, spacing, ijk_to_lps[:3, 3], direction.ravel(), connectivity)
-
-
 def summarize(findings: list[Finding]) -> FindingsSummary:
     """Total volume (mL) and number of regions."""
     return FindingsSummary(total_volume_ml=float(sum(f.volume_ml for f in findings)), region_count=len(findings))
+
+
+@dataclass(frozen=True)
+class Readout:
+    """Everything shown for one threshold."""
+
+    threshold: float
+    model_mask: np.ndarray
+    findings: list[Finding]
+    summary: FindingsSummary
+
+
+class ResultIndex:
+    """One result's re-thresholding state: the engine's threshold index plus the native-to-model voxel lookup.
+
+    ``model_index_kji``: int32 on the scan's grid, 1-based model voxel per native voxel, 0 outside. It is cropped to
+    the box where it is non-zero once, so building a native mask touches only that box.
+    """
+
+    def __init__(self, index: ThresholdIndex, model_index_kji: np.ndarray) -> None:
+        self.index = index
+        self.native_shape = tuple(np.shape(model_index_kji))
+        inside = np.asarray(model_index_kji) != OUTSIDE
+        box = []
+        for axis in range(3):
+            hit = np.nonzero(inside.any(axis=tuple(a for a in range(3) if a != axis)))[0]
+            box.append(slice(int(hit[0]), int(hit[-1]) + 1) if hit.size else slice(0, 0))
+        self.box = tuple(box)
+        self.model_index_box = np.ascontiguousarray(np.asarray(model_index_kji)[self.box])
+        self._last: Readout | None = None
+
+    @classmethod
+    def load(cls, index_file: str | Path, model_index_file: str | Path) -> ResultIndex:
+        """From ``detect``'s ``threshold_index.npz`` and ``model_index.nii.gz``."""
+        import SimpleITK as sitk
+
+        model_index = sitk.GetArrayFromImage(sitk.ReadImage(str(model_index_file))).astype(np.int32, copy=False)
+        return cls(ThresholdIndex.load(index_file), model_index)
+
+    def readout(self, threshold: float) -> Readout:
+        """Mask (model grid), findings and summary at ``threshold``; the last one is cached."""
+        threshold = float(threshold)
+        if self._last is not None and self._last.threshold == threshold:
+            return self._last
+        model_mask = self.index.model_mask(threshold)
+        rows = self.index.regions(threshold, model_mask)
+        self._last = Readout(threshold, model_mask, rows, summarize(rows))
+        return self._last
+
+    def native_mask(self, threshold: float) -> np.ndarray:
+        """Bool KJI mask on the scan's grid at ``threshold`` (what the "Anomaly" segment holds)."""
+        lookup = np.concatenate([[False], self.readout(threshold).model_mask.ravel()])
+        mask = np.zeros(self.native_shape, dtype=bool)
+        mask[self.box] = lookup[self.model_index_box]
+        return mask

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 PROTECTED_PACKAGES = ("numpy", "SimpleITK", "scipy", "requests", "torch")
-TORCH_REQUIREMENT = ">=2.4"
+TORCH_REQUIREMENT = ">=2.8"  # the engine's own lower bound (pyproject.toml)
 REQUESTER = "ContrastiveAnomaly"
 
 
@@ -56,9 +56,29 @@ def installed_version(name: str) -> str | None:
         return None
 
 
+def satisfies(version: str, specifier: str) -> bool:
+    """Whether ``version`` meets a PEP 440 ``specifier`` such as ``">=1.4"`` (``True`` when it cannot be judged)."""
+    try:
+        from packaging.specifiers import SpecifierSet
+        from packaging.version import InvalidVersion, Version
+    except ImportError:  # packaging ships with pip, so with every Slicer; stay permissive without it
+        return True
+    try:
+        return Version(version) in SpecifierSet(specifier)
+    except (InvalidVersion, ValueError):
+        return True
+
+
 def missing_requirements(lines: list[str], version_of: Callable[[str], str | None] = installed_version) -> list[str]:
-    """Requirement lines whose distribution is not installed (version ranges are left to pip)."""
-    return [line for line in lines if version_of(requirement_name(line)) is None]
+    """Requirement lines whose distribution is not installed, or installed in a version the line excludes."""
+    missing = []
+    for line in lines:
+        name = requirement_name(line)
+        version = version_of(name)
+        specifier = line[len(name):].split(";", 1)[0].strip().lstrip("[").split("]")[-1].strip()
+        if version is None or (specifier and not satisfies(version, specifier)):
+            missing.append(line)
+    return missing
 
 
 def protective_constraints(version_of: Callable[[str], str | None] = installed_version) -> str:
@@ -92,11 +112,17 @@ class SlicerInstallApi:
     load_requirements: Callable[[Path], Any] | None = None     # slicer.packaging.load_requirements (5.12+)
     torch_logic_factory: Callable[[], Any] | None = None       # PyTorchUtils.PyTorchUtilsLogic
     testing: bool = False
+    busy: Callable[[str], None] | None = None                  # shows a long step is running (status + busy bar)
 
 
 def ensure_torch(api: SlicerInstallApi) -> None:
     """Install torch through the PyTorch extension if it is missing; raise :class:`DependencyError` otherwise."""
-    if installed_version("torch") is not None:
+    version = installed_version("torch")
+    if version is not None:
+        if not satisfies(version, TORCH_REQUIREMENT):
+            raise DependencyError(f"PyTorch {version} is installed but ContrastiveAnomaly needs "
+                                  f"torch{TORCH_REQUIREMENT}: update it in the PyTorch Utils module, restart "
+                                  "Slicer and try again")
         return
     if api.torch_logic_factory is None:
         raise DependencyError("PyTorch is missing: install the 'PyTorch' extension from the Extensions Manager, "
@@ -105,7 +131,12 @@ def ensure_torch(api: SlicerInstallApi) -> None:
     if not torch_logic.torchInstalled():
         if api.testing:
             raise DependencyError("PyTorch is not installed and installs are disabled in testing mode")
-        torch = torch_logic.installTorch(askConfirmation=True, torchVersionRequirement=TORCH_REQUIREMENT)
+        if api.busy is not None:
+            api.busy("Installing PyTorch: a download of several hundred MB, this can take minutes…")
+        try:
+            torch = torch_logic.installTorch(askConfirmation=True, torchVersionRequirement=TORCH_REQUIREMENT)
+        except Exception as exc:  # PyTorchUtils raises whatever pip raised
+            raise DependencyError(f"installing PyTorch failed ({describe_install_failure(exc)})") from exc
         if torch is None:
             raise DependencyError("PyTorch was not installed; the detection needs it")
 
@@ -145,3 +176,18 @@ def ensure_dependencies(api: SlicerInstallApi, requirements_file: Path) -> None:
     """torch first (other packages such as MONAI must see the right torch), then the rest."""
     ensure_torch(api)
     ensure_requirements(api, requirements_file)
+
+
+def describe_install_failure(exc: BaseException) -> str:
+    """One line for the popup and status bar: what failed during installation and what to do next."""
+    import subprocess
+
+    if isinstance(exc, DependencyError):
+        return str(exc)
+    if isinstance(exc, subprocess.CalledProcessError):
+        return (f"pip failed (exit code {exc.returncode}) while installing the Python packages: check the internet "
+                "connection (or proxy) and the Python console, then press Detect again")
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, RuntimeError) and ("declin" in text.lower() or "cancel" in text.lower()):
+        return "the required Python packages were not installed (installation declined); press Detect to be asked again"
+    return f"installing the dependencies failed ({text}); see the Python console, then press Detect to retry"

@@ -66,7 +66,7 @@ def defaultLauncher():
     return PolledProcessLauncher()
 
 
-def defaultInstallApi(confirm) -> install.SlicerInstallApi:
+def defaultInstallApi(confirm, busy=None) -> install.SlicerInstallApi:
     try:
         import slicer.packaging as packaging
         pipEnsure, loadRequirements = packaging.pip_ensure, packaging.load_requirements
@@ -79,4 +79,4 @@ def defaultInstallApi(confirm) -> install.SlicerInstallApi:
         torchFactory = None
     return install.SlicerInstallApi(confirm=confirm, pip_install=slicer.util.pip_install, pip_ensure=pipEnsure,
                                     load_requirements=loadRequirements, torch_logic_factory=torchFactory,
-                                    testing=slicer.app.testingEnabled())
+                                    testing=slicer.app.testingEnabled(), busy=busy)

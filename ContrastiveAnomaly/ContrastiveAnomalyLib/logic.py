@@ -1,9 +1,14 @@
-"""The module's logic: write inputs, run the engine in the background, load and post-process its results, export.
+"""The module's logic: write inputs, run the engine in the background, load and re-threshold its results, export.
 
 ``params`` is the module's parameter node (or any object with the same attributes); MRML work goes through
 ``slicer_bridge`` with the injected scene and segmentations logic.
+
+Results belong to the volume that was analysed, not to whatever volume is selected later: the map, reconstruction
+and segmentation carry the analysed volume's node ID and the run's settings as node attributes, sit under the same
+parent transform, and ``params.analysedVolume`` names it. A rerun on the same volume reuses its three output nodes.
 """
 
+import json
 import logging
 import os
 import shutil
@@ -11,25 +16,25 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import slicer
 import slicer.util
-
-from contrastive_anomaly.storage import registry as model_registry
 
 from . import appearance, findings, process, slicer_bridge
 from .launchers import defaultLauncher
 from .paths import ENGINE_PARENT_DIR
 
+ROLE_MAP, ROLE_RECONSTRUCTION, ROLE_SEGMENTATION = "map", "reconstruction", "segmentation"
+
 
 class DetectionRun:
-    """One child-process run: its work folder, output tracker and process handle."""
+    """One child-process run: its work folder, output tracker, process handle and the settings it ran with."""
 
-    def __init__(self, workDir: Path, inputVolume, modelFolder: Path):
+    def __init__(self, workDir: Path, inputVolume, modelName: str, settings: dict):
         self.workDir = workDir
         self.outDir = workDir / "out"
         self.inputVolume = inputVolume
-        self.modelFolder = modelFolder
+        self.modelName = modelName
+        self.settings = settings
         self.tracker = process.RunTracker()
         self.handle = None
 
@@ -39,14 +44,17 @@ class DetectionLogic:
 
     Collaborators are constructor arguments (SlicerNNUnet style) so tests can run it on a slicer-core scene with a
     fake engine: ``launcher`` (see ``launchers.py``), ``scene``, ``segmentationsLogic`` and the Python executable
-    that runs the engine. ``None`` means "the running Slicer's own".
+    that runs the engine. ``None`` means "the running Slicer's own". ``confirm(text) -> bool`` asks the user (before
+    overwriting manual edits); the default answers yes.
     """
 
-    def __init__(self, launcher=None, scene=None, segmentationsLogic=None, pythonExecutable: str | None = None):
+    def __init__(self, launcher=None, scene=None, segmentationsLogic=None, pythonExecutable=None, confirm=None):
         self.launcher = launcher
         self.scene = scene
         self.segmentationsLogic = segmentationsLogic
         self.pythonExecutable = pythonExecutable
+        self.confirm = confirm or (lambda text: True)
+        self._indexes = {}  # map node ID -> findings.ResultIndex (in memory; a reloaded scene needs a rerun)
 
     # collaborators resolved lazily so that the module loads without them
     def _scene(self):
@@ -78,8 +86,12 @@ class DetectionLogic:
             raise ValueError("select an installed model (or import one)")
         scene = self._scene()
         workDir = Path(tempfile.mkdtemp(prefix="ContrastiveAnomaly-", dir=slicer.app.temporaryPath))
-        run = DetectionRun(workDir, params.inputVolume, model.folder)
+        settings = {"model": model.name, "contrast": params.contrast, "device": params.device,
+                    "fast": bool(params.fastMode)}
+        run = DetectionRun(workDir, params.inputVolume, model.name, settings)
         try:
+            # the voxels and their IJK-to-RAS matrix, without the parent transform: results come back in the same
+            # local frame and are placed under the same transform (see loadResults)
             inputPath = slicer_bridge.write_volume(scene, params.inputVolume, workDir / "input.nrrd")
             maskPath = None
             if params.brainMask is not None:
@@ -120,77 +132,127 @@ class DetectionLogic:
     def discardRunFolder(self, run: DetectionRun) -> None:
         shutil.rmtree(run.workDir, ignore_errors=True)
 
+    # --- results ------------------------------------------------------------------------------------------------
+
+    def resultNodes(self, inputVolume) -> dict:
+        """``{role: node}`` of the existing results of ``inputVolume`` (empty when it was never analysed)."""
+        scene = self._scene()
+        found = {}
+        for className in ("vtkMRMLScalarVolumeNode", "vtkMRMLSegmentationNode"):
+            for index in range(scene.GetNumberOfNodesByClass(className)):
+                node = scene.GetNthNodeByClass(index, className)
+                role = node.GetAttribute(appearance.ROLE_ATTRIBUTE)
+                if role and node.GetAttribute(appearance.INPUT_ATTRIBUTE) == inputVolume.GetID():
+                    found.setdefault(role, node)
+        return found
+
     def loadResults(self, params, run: DetectionRun) -> None:
-        """Bring a successful run's map and reconstruction into the scene and build the "Anomaly" segment."""
+        """Bring a successful run's map and reconstruction into the scene and build the "Anomaly" segment.
+
+        Reuses this input's nodes from an earlier run; asks (``confirm``) before replacing a segment the user edited,
+        and keeps the edited one (a new segmentation is made) when the answer is no.
+        """
         scene = self._scene()
         result = run.tracker.result
         inputVolume = run.inputVolume
         baseName = inputVolume.GetName()
+        index = findings.ResultIndex.load(result.outputs["threshold_index"], result.outputs["model_index"])
+        existing = self.resultNodes(inputVolume)
         created = []
         try:
-            anomalyMap = slicer_bridge.load_result_volume(
-                scene, result.outputs["anomaly_map"], appearance.ANOMALY_MAP_NAME.format(input=baseName), inputVolume)
-            created.append(anomalyMap)
-            reconstruction = slicer_bridge.load_result_volume(
-                scene, result.outputs["reconstruction"], appearance.RECONSTRUCTION_NAME.format(input=baseName),
-                inputVolume)
-            created.append(reconstruction)
-            segmentation = slicer_bridge.create_anomaly_segmentation(
-                scene, inputVolume, appearance.SEGMENTATION_NAME.format(input=baseName))
-            created.append(segmentation)
+            anomalyMap = self._loadVolume(result.outputs["anomaly_map"],
+                                          appearance.ANOMALY_MAP_NAME.format(input=baseName), inputVolume,
+                                          existing.get(ROLE_MAP), created)
+            reconstruction = self._loadVolume(result.outputs["reconstruction"],
+                                              appearance.RECONSTRUCTION_NAME.format(input=baseName), inputVolume,
+                                              existing.get(ROLE_RECONSTRUCTION), created)
+            segmentation = existing.get(ROLE_SEGMENTATION)
+            if segmentation is not None and self.segmentEdited(segmentation, inputVolume) and not self.confirm(
+                    f"The segment in '{segmentation.GetName()}' was edited by hand. Replace it with the new "
+                    "result? (No keeps your edits and adds a new segmentation.)"):
+                segmentation.SetAttribute(appearance.ROLE_ATTRIBUTE, "")  # it stays, but is no longer ours
+                segmentation = None
+            if segmentation is None:
+                segmentation = slicer_bridge.create_anomaly_segmentation(
+                    scene, inputVolume, appearance.SEGMENTATION_NAME.format(input=baseName))
+                created.append(segmentation)
         except Exception:
             for node in created:
                 scene.RemoveNode(node)
             raise
-        for node in created:
+        runInfo = {**run.settings, "threshold": result.threshold, "postprocess": result.postprocess,
+                   "seed": result.seed, "precision": result.precision, "warnings": result.warnings}
+        for role, node in ((ROLE_MAP, anomalyMap), (ROLE_RECONSTRUCTION, reconstruction),
+                           (ROLE_SEGMENTATION, segmentation)):
+            node.SetAttribute(appearance.ROLE_ATTRIBUTE, role)
+            node.SetAttribute(appearance.INPUT_ATTRIBUTE, inputVolume.GetID())
             slicer_bridge.place_in_study(scene, node, inputVolume)
-        threshold = result.threshold
-        if threshold is None:
-            section = model_registry.read_config_json(run.modelFolder).get("postprocess") or {}
-            threshold = section.get("threshold") or section.get("default_threshold") or params.threshold
+            slicer_bridge.place_under_same_transform(node, inputVolume)
+        anomalyMap.SetAttribute(appearance.RUN_ATTRIBUTE, json.dumps(runInfo))
+        self._indexes[anomalyMap.GetID()] = index
+        threshold = float(result.threshold)
+        params.analysedVolume = inputVolume
         params.anomalyMap = anomalyMap
         params.reconstruction = reconstruction
         params.segmentation = segmentation
-        params.calibratedThreshold = float(threshold)
-        params.threshold = float(threshold)
-        slicer_bridge.style_anomaly_map(scene, anomalyMap, params.threshold)
-        self.updateSegment(params)
+        params.calibratedThreshold = threshold
+        params.threshold = threshold
+        slicer_bridge.style_anomaly_map(scene, anomalyMap, threshold)
+        slicer_bridge.set_segment_style(segmentation, filled=bool(getattr(params, "segmentFilled", False)))
+        self.updateSegment(params, force=True)
+
+    def _loadVolume(self, path, name, inputVolume, reuse, created):
+        node = slicer_bridge.load_result_volume(self._scene(), path, name, inputVolume)
+        if reuse is None:
+            created.append(node)
+            return node
+        reuse.SetAndObserveImageData(node.GetImageData())
+        reuse.CopyOrientation(node)
+        self._scene().RemoveNode(node)
+        return reuse
+
+    def runInfo(self, params) -> dict:
+        """The settings the shown result was made with (empty when there is none)."""
+        node = params.anomalyMap
+        text = node.GetAttribute(appearance.RUN_ATTRIBUTE) if node is not None else None
+        return json.loads(text) if text else {}
 
     # --- threshold and findings ---------------------------------------------------------------------------------
 
-    def _postprocessSettings(self, params) -> tuple[int, int]:
-        """(largest removed component in voxels of the input grid, connectivity), from the model's config.json
-        (the engine's defaults where it says nothing). The engine's limit is in model-grid voxels; it is converted to
-        the same physical volume on the input grid."""
-        from contrastive_anomaly.config import GridConfig, PostprocessConfig
+    def resultIndex(self, params):
+        """The re-thresholding state of the shown result, or ``None`` (e.g. a scene saved and reloaded)."""
+        return self._indexes.get(params.anomalyMap.GetID()) if params.anomalyMap is not None else None
 
-        defaults = PostprocessConfig()
-        entry = model_registry.find_model(params.modelName) if params.modelName else None
-        config = model_registry.read_config_json(entry.folder) if entry and entry.installed else {}
-        section = config.get("postprocess", {})
-        spacing = config.get("grid", {}).get("spacing_mm", GridConfig().spacing_mm)
-        maxRemoved = int(section.get("max_removed_component_voxels", defaults.max_removed_component_voxels))
-        nativeVoxelMl = findings.voxel_volume_ml(slicer_bridge.ijk_to_ras(params.anomalyMap))
-        return (findings.native_component_limit(maxRemoved, spacing, nativeVoxelMl),
-                int(section.get("connectivity", defaults.connectivity)))
+    def segmentEdited(self, segmentation, referenceVolume) -> bool:
+        """True when the segment no longer holds the mask the panel last wrote into it."""
+        written = segmentation.GetAttribute(appearance.MASK_DIGEST_ATTRIBUTE)
+        if not written:
+            return False
+        current = slicer_bridge.segment_mask(self._scene(), self._segmentationsLogic(), segmentation, referenceVolume)
+        return slicer_bridge.mask_digest(current) != written
 
-    def currentMask(self, params) -> np.ndarray:
-        maxRemoved, connectivity = self._postprocessSettings(params)
-        return findings.anomaly_mask(slicer.util.arrayFromVolume(params.anomalyMap), params.threshold, maxRemoved,
-                                     connectivity)
-
-    def updateSegment(self, params) -> None:
-        """Make the "Anomaly" segment equal to the thresholded map (after the small-component filter)."""
+    def updateSegment(self, params, force: bool = False) -> bool:
+        """Make the "Anomaly" segment the mask at ``params.threshold``; False when the user kept manual edits."""
+        analysed = params.analysedVolume or params.inputVolume
         slicer_bridge.set_overlay_threshold(params.anomalyMap, params.threshold)
-        slicer_bridge.set_segment_mask(self._scene(), self._segmentationsLogic(), params.segmentation,
-                                       self.currentMask(params), params.inputVolume)
+        index = self.resultIndex(params)
+        if index is None:
+            return False
+        if not force and self.segmentEdited(params.segmentation, analysed) and not self.confirm(
+                "The anomaly segment was edited by hand; moving the threshold replaces it. Replace it?"):
+            return False
+        mask = index.native_mask(params.threshold)
+        slicer_bridge.set_segment_mask(self._scene(), self._segmentationsLogic(), params.segmentation, mask, analysed)
+        params.segmentation.SetAttribute(appearance.MASK_DIGEST_ATTRIBUTE, slicer_bridge.mask_digest(mask))
+        return True
 
     def computeFindings(self, params):
-        maxRemoved, connectivity = self._postprocessSettings(params)
-        scores = slicer.util.arrayFromVolume(params.anomalyMap)
-        mask = findings.anomaly_mask(scores, params.threshold, maxRemoved, connectivity)
-        rows = findings.find_findings(scores, mask, slicer_bridge.ijk_to_ras(params.anomalyMap), connectivity)
-        return rows, findings.summarize(rows)
+        """``(findings, summary)`` at ``params.threshold`` (empty when the result cannot be re-thresholded)."""
+        index = self.resultIndex(params)
+        if index is None:
+            return [], None
+        readout = index.readout(params.threshold)
+        return readout.findings, readout.summary
 
     # --- export --------------------------------------------------------------------------------------------------
 
@@ -199,20 +261,29 @@ class DetectionLogic:
 
     def exportLabelmap(self, params, path) -> Path:
         return slicer_bridge.save_labelmap(self._scene(), self._segmentationsLogic(), params.segmentation,
-                                           params.inputVolume, path)
+                                           params.analysedVolume or params.inputVolume, path)
+
+    def dicomExportState(self, params):
+        """``(possible, reason)``: DICOM SEG needs the analysed volume to come from the DICOM database."""
+        volume = params.analysedVolume or params.inputVolume
+        if params.segmentation is None or volume is None:
+            return False, "Run a detection first"
+        if not volume.GetAttribute("DICOM.instanceUIDs"):
+            return False, ("DICOM SEG needs an input loaded from Slicer's DICOM database; this volume was loaded "
+                           "from a file. Save a .seg.nrrd or a labelmap instead.")
+        return True, "Export the Anomaly segment as DICOM SEG (algorithm type AUTOMATIC) next to the input series"
 
     def exportDicomSeg(self, params, folder) -> None:
         """DICOM SEG through Slicer's DICOMSegmentationPlugin (core in 5.12, QuantitativeReporting before)."""
-        scene = self._scene()
-        hierarchy = scene.GetSubjectHierarchyNode()
-        inputItem = hierarchy.GetItemByDataNode(params.inputVolume)
-        if not hierarchy.GetItemUID(inputItem, "DICOM"):
-            raise ValueError("DICOM SEG needs an input volume loaded from DICOM; save a .seg.nrrd instead")
+        possible, reason = self.dicomExportState(params)
+        if not possible:
+            raise ValueError(reason)
+        hierarchy = self._scene().GetSubjectHierarchyNode()
         try:
             import DICOMSegmentationPlugin
         except ImportError:
-            raise ValueError("DICOM SEG export needs Slicer 5.12 or the QuantitativeReporting extension; "
-                             "save a .seg.nrrd instead") from None
+            raise ValueError("DICOM SEG export needs Slicer 5.12, or the QuantitativeReporting extension on older "
+                             "versions; save a .seg.nrrd instead") from None
         exporter = DICOMSegmentationPlugin.DICOMSegmentationPluginClass()
         exportables = exporter.examineForExport(hierarchy.GetItemByDataNode(params.segmentation))
         if not exportables:

@@ -1,6 +1,7 @@
 """Run the engine's ``detect`` in a child process, without Qt, and make sense of its JSON-lines output.
 
-* :func:`parse_line` turns one output line into an event (pure function).
+* :func:`parse_line` turns one output line into an event with the engine's parser
+  (:mod:`contrastive_anomaly.runtime.events`, the JSON-lines contract written once).
 * :class:`RunTracker` accumulates events and decides the outcome of a run (pure, no process involved). The widget
   feeds it from whichever launcher is in use: ``slicer.util.launchConsoleProcess(blocking=False)`` on Slicer 5.12+ or
   :class:`ChildProcessRunner` on 5.10.
@@ -11,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import signal
@@ -20,82 +20,31 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
+
+from contrastive_anomaly.runtime.events import (
+    ErrorEvent,
+    Event,
+    LogLine,
+    ProgressEvent,
+    ResultEvent,
+    StageEndEvent,
+    StageStartEvent,
+    WarningEvent,
+    parse_event,
+)
+
+__all__ = ["ErrorEvent", "Event", "LogLine", "ProgressEvent", "ResultEvent", "StageEndEvent", "StageStartEvent",
+           "WarningEvent", "RunTracker", "ChildProcessRunner", "detect_command", "child_environment",
+           "kill_process_tree", "parse_line"]
 
 Outcome = Literal["running", "succeeded", "failed", "cancelled"]
 DEFAULT_KILL_GRACE_S = 3.0
 
 
-@dataclass(frozen=True)
-class ProgressEvent:
-    stage: str
-    done: int
-    total: int
-    eta_s: float | None
-
-
-@dataclass(frozen=True)
-class WarningEvent:
-    message: str
-
-
-@dataclass(frozen=True)
-class ResultEvent:
-    outputs: dict[str, str]
-    threshold: float | None
-    timings_s: dict[str, float]
-    warnings: list[str]
-
-
-@dataclass(frozen=True)
-class ErrorEvent:
-    message: str
-    kind: str
-
-
-@dataclass(frozen=True)
-class LogLine:
-    """Any line that is not a protocol object (tracebacks, library chatter); kept for "Show details"."""
-
-    text: str
-
-
-Event = ProgressEvent | WarningEvent | ResultEvent | ErrorEvent | LogLine
-
-
-def _optional_float(value: Any) -> float | None:
-    return None if value is None else float(value)
-
-
 def parse_line(line: str) -> Event:
-    """Parse one line printed by ``contrastive-anomaly detect --progress jsonl``.
-
-    Lines that are not JSON objects with a known ``event`` become :class:`LogLine`; malformed protocol objects
-    also become :class:`LogLine` rather than raising, so a stray print can never break the panel.
-    """
-    text = line.rstrip("\r\n")
-    stripped = text.strip()
-    if not stripped.startswith("{"):
-        return LogLine(text)
-    try:
-        data = json.loads(stripped)
-        kind = data.get("event") if isinstance(data, dict) else None
-        if kind == "progress":
-            return ProgressEvent(stage=str(data["stage"]), done=int(data["done"]), total=max(int(data["total"]), 1),
-                                 eta_s=_optional_float(data.get("eta_s")))
-        if kind == "warning":
-            return WarningEvent(message=str(data["message"]))
-        if kind == "result":
-            return ResultEvent(outputs={str(k): str(v) for k, v in dict(data["outputs"]).items()},
-                               threshold=_optional_float(data.get("threshold")),
-                               timings_s={str(k): float(v) for k, v in dict(data.get("timings_s") or {}).items()},
-                               warnings=[str(w) for w in data.get("warnings") or []])
-        if kind == "error":
-            return ErrorEvent(message=str(data["message"]).splitlines()[0] if data["message"] else "unknown error",
-                              kind=str(data.get("kind", "error")))
-    except (ValueError, KeyError, TypeError):
-        pass
-    return LogLine(text)
+    """One line of ``detect --progress jsonl`` output as an event (the engine's own parser: one contract)."""
+    return parse_event(line)
 
 
 @dataclass
@@ -104,6 +53,8 @@ class RunTracker:
 
     log: list[str] = field(default_factory=list)
     progress: ProgressEvent | None = None
+    stage: str | None = None
+    overall: float = 0.0
     warnings: list[str] = field(default_factory=list)
     result: ResultEvent | None = None
     error: ErrorEvent | None = None
@@ -116,6 +67,12 @@ class RunTracker:
         self.log.append(line.rstrip("\r\n"))
         if isinstance(event, ProgressEvent):
             self.progress = event
+            self.stage = event.stage
+            self.overall = max(self.overall, event.overall or 0.0)
+        elif isinstance(event, StageStartEvent):
+            self.stage = event.stage
+        elif isinstance(event, StageEndEvent):
+            self.overall = max(self.overall, event.overall or 0.0)
         elif isinstance(event, WarningEvent):
             self.warnings.append(event.message)
         elif isinstance(event, ResultEvent):

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from .findings import FindingsSummary
-from .process import ProgressEvent
+from .process import RunTracker
 
 # Human-readable names for the engine's stage names; unknown stages are shown as they come.
 STAGE_LABELS = {
@@ -65,14 +66,63 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours} h {minutes} min" if minutes else f"{hours} h"
 
 
-def progress_view(event: ProgressEvent | None) -> tuple[int, str]:
-    """(percent 0–100 within the stage, status text with stage and ETA) for the progress bar."""
-    if event is None:
-        return 0, "Starting…"
-    label = STAGE_LABELS.get(event.stage, event.stage.replace("_", " ").capitalize())
-    percent = int(round(100.0 * min(max(event.done, 0), event.total) / max(event.total, 1)))
+def progress_view(tracker: RunTracker) -> tuple[int, str]:
+    """(overall percent 0–100 of the whole run, text naming the stage and its ETA) for the progress bar.
+
+    The bar never restarts at a new stage: it shows the engine's overall fraction (never going back)."""
+    percent = int(round(100.0 * min(max(tracker.overall, 0.0), 1.0)))
+    if tracker.stage is None:
+        return percent, "Starting…"
+    label = STAGE_LABELS.get(tracker.stage, tracker.stage.replace("_", " ").capitalize())
+    event = tracker.progress
+    if event is None or event.stage != tracker.stage:
+        return percent, f"{label}…"
     eta = format_duration(event.eta_s)
     return percent, f"{label} ({event.done}/{event.total}), about {eta} left" if eta else f"{label}…"
+
+
+def done_text(seconds: float, warnings: list[str]) -> str:
+    """Status line after a successful run."""
+    extra = f" ({len(warnings)} warning(s): {warnings[0]}{' …' if len(warnings) > 1 else ''})" if warnings else ""
+    return "Done in " + format_duration(seconds) + extra
+
+
+@dataclass(frozen=True)
+class VolumeFacts:
+    """What decides whether a scene volume is offered as the input by default."""
+
+    node_id: str
+    dimensions: tuple[int, int, int]
+    is_labelmap: bool
+    is_result: bool
+
+
+# A localizer or a single-slice series has fewer slices than this along some axis; never pre-select it.
+MIN_VOXELS_PER_AXIS = 16
+
+
+def pick_input(volumes: list[VolumeFacts]) -> str | None:
+    """The node ID to pre-select as the input: the first 3D scalar volume that is not a labelmap, not one of our
+    own results and not a localizer; ``None`` when there is none (the user chooses)."""
+    for facts in volumes:
+        if facts.is_labelmap or facts.is_result or min(facts.dimensions) < MIN_VOXELS_PER_AXIS:
+            continue
+        return facts.node_id
+    return None
+
+
+def slider_maximum(map_max: float, threshold: float) -> float:
+    """The slider's upper end: the map's maximum (the threshold may lie above 1; it is never clipped)."""
+    return float(max(map_max, threshold, 1e-3))
+
+
+def start_directory(last_used: str | None, input_file: str | None, home: str) -> str:
+    """Where file dialogs open: the last export folder, else the input's folder, else the home folder (never
+    Slicer's working directory)."""
+    for candidate in (last_used, str(Path(input_file).parent) if input_file else None):
+        if candidate and Path(candidate).is_dir():
+            return str(candidate)
+    return home
 
 
 def cpu_time_notice(device: str, gpu_available: bool | None, first_run: bool, fast_mode: bool) -> str | None:
@@ -89,10 +139,12 @@ def cpu_time_notice(device: str, gpu_available: bool | None, first_run: bool, fa
             "A precise estimate follows after the first slices.")
 
 
-def summary_text(summary: FindingsSummary | None, threshold: float) -> str:
+def summary_text(summary: FindingsSummary | None, threshold: float, has_result: bool = True) -> str:
     """The line under the threshold slider."""
-    if summary is None:
+    if not has_result:
         return "No results yet."
+    if summary is None:
+        return "This result cannot be re-thresholded (scene reloaded); run the detection again."
     regions = "region" if summary.region_count == 1 else "regions"
     return (f"{summary.total_volume_ml:.2f} mL in {summary.region_count} {regions} above {threshold:.3f}")
 

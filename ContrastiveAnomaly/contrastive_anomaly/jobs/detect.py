@@ -10,6 +10,11 @@ native_space, write. Outputs (all on exactly the input grid: same size, spacing,
 * ``brain_mask.nii.gz``: uint8 0/1;
 * ``anomaly.seg.nrrd``: the mask as a Slicer segmentation with name, colour and terminology;
 * ``summary.json``: threshold, regions (volume mL, peak/mean score, centroid RAS), model, QC, timings, warnings.
+* ``threshold_index.npz`` and ``model_index.nii.gz`` (int32, 1-based model voxel sampled by each voxel, 0 outside):
+  what re-thresholding needs (the Slicer panel's slider), see :mod:`contrastive_anomaly.scoring.threshold_index`.
+
+The mask is decided on the model grid and looked up natively; regions are the model-grid components measured on the
+input grid, so ``summary.json`` and the panel report the same regions at the same threshold.
 
 Everything is written in a staging folder and moved into place only when complete.
 """
@@ -26,12 +31,14 @@ import SimpleITK as sitk
 
 from .. import __version__
 from ..preprocess import prepare_file, to_native
+from ..preprocess.native_space import model_index_to_native
 from ..runtime.precision import resolve_device
 from ..runtime.progress import ProgressReporter
 from ..scoring.detector import Detector, load_detector
-from ..scoring.regions import find_regions, regions_summary
+from ..scoring.regions import regions_summary
+from ..scoring.threshold_index import ThresholdIndex, ijk_to_lps_of, native_mask
 from ..scoring.volume_score import score_volume
-from ..storage.files import staged_outputs, write_image_atomic, write_json_atomic
+from ..storage.files import image_from_array, staged_outputs, write_image_atomic, write_json_atomic
 from ..storage.segmentation import write_anomaly_segmentation
 from .coverage import coverage_warning, scored_coverage
 
@@ -42,6 +49,8 @@ OUTPUT_FILES = {
     "brain_mask": "brain_mask.nii.gz",
     "segmentation": "anomaly.seg.nrrd",
     "summary": "summary.json",
+    "threshold_index": "threshold_index.npz",
+    "model_index": "model_index.nii.gz",
 }
 
 
@@ -100,11 +109,18 @@ def detect(request: DetectRequest, progress: ProgressReporter | None = None,
         native_map = to_native(prepared, scored.filtered, "linear")
         # outside the brain the model reconstructs nothing; zero it so the side-by-side view shows only the brain
         native_reconstruction = to_native(prepared, scored.reconstruction * prepared.brain_mask_kji, "linear")
-        native_mask = to_native(prepared, scored.mask.astype(np.uint8), "nearest")
         reference = prepared.native_reference
-        mask_kji = sitk.GetArrayViewFromImage(native_mask) > 0
-        regions = find_regions(mask_kji, sitk.GetArrayViewFromImage(native_map), reference.GetSpacing(),
-                               reference.GetOrigin(), reference.GetDirection())
+        # one mask and one region definition for summary.json and the panel: decided on the model grid, looked up
+        # natively (see scoring/threshold_index.py)
+        model_index = model_index_to_native(prepared.model_grid, reference, prepared.model_to_native_transform)
+        index = ThresholdIndex.build(scored.filtered, model_index, sitk.GetArrayViewFromImage(native_map),
+                                     ijk_to_lps_of(reference.GetSpacing(), reference.GetOrigin(),
+                                                   reference.GetDirection()),
+                                     max_removed_component_voxels=cfg.postprocess.max_removed_component_voxels,
+                                     connectivity=cfg.postprocess.connectivity)
+        mask_kji = native_mask(scored.mask, model_index)
+        native_mask_image = image_from_array(mask_kji.astype(np.uint8), reference)
+        regions = index.regions(scored.threshold, scored.mask)
     processed = scored.processed_slice_indices
     coverage = scored_coverage(prepared, np.arange(prepared.image_kji.shape[0]) if processed is None else processed)
     unscored = coverage_warning(coverage)
@@ -134,7 +150,9 @@ def detect(request: DetectRequest, progress: ProgressReporter | None = None,
     with progress.stage("write", total=len(OUTPUT_FILES)), staged_outputs(out_dir) as staging:
         write_image_atomic(native_map, staging / OUTPUT_FILES["anomaly_map"])
         write_image_atomic(native_reconstruction, staging / OUTPUT_FILES["reconstruction"])
-        write_image_atomic(native_mask, staging / OUTPUT_FILES["mask"])
+        write_image_atomic(native_mask_image, staging / OUTPUT_FILES["mask"])
+        write_image_atomic(image_from_array(model_index, reference), staging / OUTPUT_FILES["model_index"])
+        index.save(staging / OUTPUT_FILES["threshold_index"])
         write_image_atomic(prepared.native_brain_mask, staging / OUTPUT_FILES["brain_mask"])
         write_anomaly_segmentation(mask_kji, reference, staging / OUTPUT_FILES["segmentation"])
         summary["timings_s"] = {k: round(v, 3) for k, v in progress.timings_s.items()}

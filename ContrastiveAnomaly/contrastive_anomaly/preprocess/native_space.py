@@ -43,3 +43,19 @@ def model_to_native(array_kji: np.ndarray, model_grid: sitk.Image, native_refere
     out = sitk.Resample(source, native_reference, scan_to_model, INTERPOLATORS[kind], 0.0, pixel)
     out.CopyInformation(native_reference)
     return out
+
+
+def model_index_to_native(model_grid: sitk.Image, native_reference: sitk.Image,
+                          model_to_scan: sitk.Transform) -> np.ndarray:
+    """For every native voxel, the 1-based flat (C-order, KJI) index of the model voxel it samples by nearest
+    neighbour, 0 outside the model grid: int32 KJI on ``native_reference``'s grid.
+
+    Uses exactly the resampling of ``model_to_native(..., "nearest")``, so a model-grid mask looked up through this
+    index equals that mask resampled with ``"nearest"``.
+    """
+    size = int(np.prod(model_grid.GetSize()))
+    index = sitk.GetImageFromArray(np.arange(1, size + 1, dtype=np.uint32).reshape(model_grid.GetSize()[::-1]))
+    index.CopyInformation(model_grid)
+    out = sitk.Resample(index, native_reference, model_to_scan.GetInverse(), INTERPOLATORS["nearest"], 0,
+                        sitk.sitkUInt32)
+    return sitk.GetArrayFromImage(out).astype(np.int32)

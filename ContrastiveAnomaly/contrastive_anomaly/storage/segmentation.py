@@ -1,8 +1,7 @@
 """Writing the "Anomaly" segmentation as a Slicer ``.seg.nrrd`` with slicerio (no Slicer needed).
 
-The segment keeps a fixed colour-blind-safe colour (Okabe–Ito vermillion) and a DICOM terminology entry
-(category "Morphologically Altered Structure", type "Lesion", SNOMED CT codes), which Slicer shows and
-carries into DICOM SEG export. Geometry: slicerio works in IJK voxel order with an IJK-to-LPS matrix, built here
+The segment's name, colour, terminology and DICOM algorithm tags come from :mod:`.segment_appearance`, shared with
+the Slicer panel. Geometry: slicerio works in IJK voxel order with an IJK-to-LPS matrix, built here
 from the SimpleITK reference image (origin, spacing, direction are LPS).
 """
 
@@ -15,14 +14,7 @@ import SimpleITK as sitk
 import slicerio
 
 from .files import atomic_write
-
-ANOMALY_SEGMENT_NAME = "Anomaly"
-ANOMALY_COLOR_RGB = (213 / 255, 94 / 255, 0 / 255)  # Okabe–Ito vermillion: distinct for all colour-vision types
-ANOMALY_TERMINOLOGY = {
-    "contextName": "Segmentation category and type - DICOM master list",
-    "category": ["SCT", "49755003", "Morphologically Altered Structure"],
-    "type": ["SCT", "52988006", "Lesion"],
-}
+from .segment_appearance import slicerio_segment
 
 
 def ijk_to_lps_matrix(reference: sitk.Image) -> np.ndarray:
@@ -42,9 +34,7 @@ def write_anomaly_segmentation(mask_kji: np.ndarray, reference: sitk.Image, path
     if mask_ijk.shape != shape_ijk:
         raise ValueError(f"mask shape {mask_ijk.shape} (IJK) does not match the reference grid {shape_ijk}")
     segmentation = slicerio.create_segmentation(shape_ijk, ijk_to_lps_matrix(reference))
-    slicerio.add_segment(segmentation, mask_ijk, {"id": "Anomaly", "name": ANOMALY_SEGMENT_NAME,
-                                                  "color": list(ANOMALY_COLOR_RGB),
-                                                  "terminology": ANOMALY_TERMINOLOGY})
+    slicerio.add_segment(segmentation, mask_ijk, slicerio_segment())
     with atomic_write(path) as tmp:
         slicerio.write_segmentation(str(tmp), segmentation)
     return path
