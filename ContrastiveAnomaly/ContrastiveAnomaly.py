@@ -80,7 +80,8 @@ if SUPPORTED:
         """
 
         inputVolume: vtkMRMLScalarVolumeNode
-        brainMask: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode] | None  # noqa: UP007 (Py 3.9 form)
+        # typing.Union, not "A | B": the serializer matches typing.Union (a "|" union is another type)
+        brainMask: Union[vtkMRMLSegmentationNode, vtkMRMLLabelMapVolumeNode, None]  # noqa: UP007
         contrast: Annotated[str, Choice(CONTRASTS)] = "T1"
         modelName: str = ""
         device: Annotated[str, Choice(DEVICES)] = "auto"

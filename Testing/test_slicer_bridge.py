@@ -24,7 +24,7 @@ import vtk  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ContrastiveAnomaly"))
 
-from ContrastiveAnomalyLib import appearance, findings, slicer_bridge  # noqa: E402
+from ContrastiveAnomalyLib import appearance, slicer_bridge  # noqa: E402
 
 pytestmark = pytest.mark.slicer_core
 
@@ -160,7 +160,7 @@ def test_seg_nrrd_written_by_slicerio_reads_into_mrml(mrml, tmp_path):
     ijk_to_lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ IJK_TO_RAS
     seg = slicerio.create_segmentation(tuple(reversed(SHAPE_KJI)), ijk_to_lps)
     mask_ijk = np.transpose(blob_mask(), (2, 1, 0)).astype(np.uint8)
-    terminology = slicerio_segmentation.terminology_entry_from_string(appearance.terminology_entry())
+    terminology = slicerio_segmentation.terminology_entry_from_string(appearance.terminology_tag())
     slicerio.add_segment(seg, mask_ijk, {"id": "Anomaly", "name": "Anomaly",
                                          "color": list(appearance.SEGMENT_COLOR_RGB), "terminology": terminology})
     path = tmp_path / "from_slicerio.seg.nrrd"
@@ -193,7 +193,7 @@ def test_raising_the_threshold_never_grows_the_segment(mrml):
         slicer_bridge.set_overlay_threshold(map_node, threshold)
         assert map_node.GetDisplayNode().GetLowerThreshold() == pytest.approx(threshold)
         assert map_node.GetDisplayNode().GetApplyThreshold()
-        mask = findings.anomaly_mask(slicer.util.arrayFromVolume(map_node), threshold, 7)
+        mask = slicer.util.arrayFromVolume(map_node) > threshold
         slicer_bridge.set_segment_mask(mrml.scene, mrml.segmentations_logic, segmentation, mask, input_node)
         counts.append(int(slicer_bridge.segment_mask(mrml.scene, mrml.segmentations_logic, segmentation,
                                                      input_node).sum()))
@@ -201,23 +201,33 @@ def test_raising_the_threshold_never_grows_the_segment(mrml):
     assert counts[0] > 0 and counts[-1] == 0
 
 
-def test_findings_on_a_map_volume_node_match_the_phantom(mrml):
-    scores = np.zeros(SHAPE_KJI, dtype=np.float32)
-    scores[1:4, 2:5, 3:6] = 0.6   # 27 voxels centred at KJI (2, 3, 4)
-    scores[6, 8, 10] = 0.9        # 1 voxel, removed by the component filter
-    map_node = mrml.volume(scores, "map")
-    array = slicer.util.arrayFromVolume(map_node)
-    mask = findings.anomaly_mask(array, 0.5, 7)
-    (region,) = findings.find_findings(array, mask, slicer_bridge.ijk_to_ras(map_node))
-    assert region.voxel_count == 27
-    voxel_ml = abs(np.linalg.det(IJK_TO_RAS[:3, :3])) / 1000.0
-    assert region.volume_ml == pytest.approx(27 * voxel_ml)
-    expected_ras = IJK_TO_RAS @ np.array([4.0, 3.0, 2.0, 1.0])
-    assert region.centroid_ras_mm == pytest.approx(tuple(expected_ras[:3]))
-    # The same point through MRML's own RAS lookup of the centre voxel.
-    matrix = vtk.vtkMatrix4x4()
-    map_node.GetIJKToRASMatrix(matrix)
-    assert region.centroid_ras_mm == pytest.approx(tuple(matrix.MultiplyPoint((4, 3, 2, 1))[:3]))
+def test_cropped_segment_update_clears_what_is_outside_the_new_box(mrml):
+    """set_segment_mask imports only the mask's bounding box; what the previous mask had outside it must go."""
+    input_node = mrml.volume(np.zeros(SHAPE_KJI, np.float32))
+    segmentation = slicer_bridge.create_anomaly_segmentation(mrml.scene, input_node, "anomalies")
+    first = np.zeros(SHAPE_KJI, bool)
+    first[0:2, 0:2, 0:2] = True
+    first[6:8, 7:9, 9:11] = True
+    second = np.zeros(SHAPE_KJI, bool)
+    second[5:7, 6:8, 8:10] = True
+    for mask in (first, second, np.zeros(SHAPE_KJI, bool)):
+        slicer_bridge.set_segment_mask(mrml.scene, mrml.segmentations_logic, segmentation, mask, input_node)
+        read = slicer_bridge.segment_mask(mrml.scene, mrml.segmentations_logic, segmentation, input_node)
+        np.testing.assert_array_equal(read, mask)
+
+
+def test_segment_carries_dicom_algorithm_tags_and_outline_style(mrml):
+    input_node = mrml.volume(np.zeros(SHAPE_KJI, np.float32))
+    node = slicer_bridge.create_anomaly_segmentation(mrml.scene, input_node, "anomalies")
+    segment = node.GetSegmentation().GetSegment(appearance.SEGMENT_ID)
+    for tag, value in appearance.segment_tags().items():
+        found = vtk.reference("")
+        assert segment.GetTag(tag, found) and str(found) == value
+    assert appearance.segment_tags()["DICOM.SegmentAlgorithmType"] == "AUTOMATIC"
+    display = node.GetDisplayNode()
+    assert display.GetVisibility2DOutline() and not display.GetVisibility2DFill()
+    slicer_bridge.set_segment_style(node, filled=True)
+    assert display.GetVisibility2DFill()
 
 
 def test_results_go_into_the_input_study(mrml):

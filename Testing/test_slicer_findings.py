@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "ContrastiveAnomaly"))
 
+from contrastive_anomaly.scoring.threshold_index import ThresholdIndex  # noqa: E402
 from ContrastiveAnomalyLib import findings, widget_state  # noqa: E402
-from ContrastiveAnomalyLib.process import ProgressEvent  # noqa: E402
+from ContrastiveAnomalyLib.process import RunTracker  # noqa: E402
 
 # IJK-to-RAS with flipped axes, anisotropic spacing and an origin: voxel volume 2 * 1.5 * 3 = 9 mm^3.
 IJK_TO_RAS = np.array([[-2.0, 0.0, 0.0, 10.0],
@@ -20,87 +22,62 @@ IJK_TO_RAS = np.array([[-2.0, 0.0, 0.0, 10.0],
                        [0.0, 0.0, 0.0, 1.0]])
 
 
-def hand_phantom() -> np.ndarray:
-    """KJI map with a 3x3x3 cube (0.3), a 2x2x2 cube (0.5, one voxel 0.9) and a lone voxel (0.8)."""
-    scores = np.zeros((10, 12, 14), dtype=np.float32)
-    scores[1:4, 2:5, 3:6] = 0.3       # 27 voxels, centre KJI (2, 3, 4)
-    scores[6:8, 8:10, 10:12] = 0.5    # 8 voxels, centre KJI (6.5, 8.5, 10.5)
-    scores[7, 9, 11] = 0.9
-    scores[8, 1, 1] = 0.8             # 1 voxel
-    return scores
+def make_result(seed: int = 3):
+    """A threshold index on a 6x8x10 model grid whose native grid is the model grid upsampled 2x."""
+    rng = np.random.default_rng(seed)
+    from scipy import ndimage
+
+    filtered = ndimage.gaussian_filter(rng.random((6, 8, 10)), 0.8).astype(np.float32)
+    model_index = np.arange(1, filtered.size + 1, dtype=np.int32).reshape(filtered.shape)
+    model_index = model_index.repeat(2, 0).repeat(2, 1).repeat(2, 2)
+    native_map = rng.random(model_index.shape)
+    index = ThresholdIndex.build(filtered, model_index, native_map, np.diag([-1.0, -1.0, 1.0, 1.0]) @ IJK_TO_RAS,
+                                 max_removed_component_voxels=2, connectivity=26)
+    return findings.ResultIndex(index, model_index), filtered
 
 
-def ras_of_kji(k: float, j: float, i: float) -> tuple[float, float, float]:
-    point = IJK_TO_RAS @ np.array([i, j, k, 1.0])
-    return float(point[0]), float(point[1]), float(point[2])
+def test_readout_describes_exactly_the_native_mask():
+    result, filtered = make_result()
+    voxel_ml = abs(np.linalg.det(IJK_TO_RAS[:3, :3])) / 1000.0
+    for threshold in (0.4, 0.5, 0.55):
+        readout = result.readout(threshold)
+        mask = result.native_mask(threshold)
+        assert readout.summary.total_volume_ml == pytest.approx(mask.sum() * voxel_ml)
+        assert readout.summary.region_count == len(readout.findings)
+        assert np.array_equal(mask, readout.model_mask.repeat(2, 0).repeat(2, 1).repeat(2, 2))
+    assert result.readout(0.5) is result.readout(0.5), "the last readout is cached"
 
 
-def test_findings_match_hand_made_phantom():
-    scores = hand_phantom()
-    mask = findings.anomaly_mask(scores, threshold=0.2, max_removed_component_voxels=7)
-    rows = findings.find_findings(scores, mask, IJK_TO_RAS)
-    assert [row.voxel_count for row in rows] == [27, 8]
-    big, small = rows
-    assert big.label == 1 and small.label == 2
-    assert big.volume_ml == pytest.approx(27 * 9 / 1000)
-    assert small.volume_ml == pytest.approx(8 * 9 / 1000)
-    assert big.peak_score == pytest.approx(0.3) and big.mean_score == pytest.approx(0.3)
-    assert small.peak_score == pytest.approx(0.9)
-    assert small.mean_score == pytest.approx((7 * 0.5 + 0.9) / 8)
-    assert big.centroid_ras_mm == pytest.approx(ras_of_kji(2, 3, 4))
-    assert small.centroid_ras_mm == pytest.approx(ras_of_kji(6.5, 8.5, 10.5))
-    summary = findings.summarize(rows)
-    assert summary.region_count == 2
-    assert summary.total_volume_ml == pytest.approx(35 * 9 / 1000)
+def test_native_mask_outside_the_model_grid_is_empty():
+    index, _ = make_result()
+    padded = np.zeros((14, 16, 20), dtype=np.int32)
+    padded[1:13, :, :] = index.model_index_box
+    shifted = findings.ResultIndex(index.index, padded)
+    assert shifted.box[0] == slice(1, 13)
+    mask = shifted.native_mask(0.45)
+    assert not mask[0].any() and not mask[13].any()
+    assert np.array_equal(mask[1:13], index.native_mask(0.45))
 
 
-def test_small_components_are_removed_only_when_asked():
-    scores = hand_phantom()
-    kept = findings.anomaly_mask(scores, threshold=0.2, max_removed_component_voxels=0)
-    filtered = findings.anomaly_mask(scores, threshold=0.2, max_removed_component_voxels=7)
-    assert kept.sum() == 36 and filtered.sum() == 35
-    assert kept[8, 1, 1] and not filtered[8, 1, 1]
+def test_threshold_is_monotone():
+    result, _ = make_result(4)
+    counts = [int(result.native_mask(t).sum()) for t in np.linspace(0.3, 0.8, 11)]
+    assert counts == sorted(counts, reverse=True) and counts[0] > 0 and counts[-1] == 0
 
 
-def test_threshold_is_strict_and_monotone():
-    rng = np.random.default_rng(3)
-    scores = rng.random((12, 14, 16)).astype(np.float32)
-    assert not findings.anomaly_mask(scores, float(scores.max()), 0).any()
-    counts = [int(findings.anomaly_mask(scores, t, 7).sum()) for t in np.linspace(0.0, 1.0, 21)]
-    assert counts == sorted(counts, reverse=True)
-    assert counts[0] > counts[-1]
+def test_input_pick_skips_labelmaps_results_and_localizers():
+    facts = widget_state.VolumeFacts
+    volumes = [facts("label", (64, 64, 40), True, False), facts("map", (64, 64, 40), False, True),
+               facts("localizer", (256, 256, 3), False, False), facts("t1", (176, 256, 256), False, False)]
+    assert widget_state.pick_input(volumes) == "t1"
+    assert widget_state.pick_input(volumes[:3]) is None
 
 
-def test_connectivity_changes_region_count():
-    scores = np.zeros((5, 5, 5), dtype=np.float32)
-    scores[1, 1, 1] = scores[2, 2, 2] = 1.0  # touch only at a corner
-    mask = scores > 0
-    assert len(findings.find_findings(scores, mask, IJK_TO_RAS, connectivity=26)) == 1
-    assert len(findings.find_findings(scores, mask, IJK_TO_RAS, connectivity=6)) == 2
-    with pytest.raises(ValueError):
-        findings.structure_for(10)
-
-
-def test_agrees_with_engine_regions_when_available():
-    regions = pytest.importorskip("contrastive_anomaly.scoring.regions")
-    postprocess = pytest.importorskip("contrastive_anomaly.scoring.postprocess")
-    config = pytest.importorskip("contrastive_anomaly.config")
-    scores = hand_phantom()
-    cfg = config.PostprocessConfig()
-    engine_mask = postprocess.binarize(scores, 0.2, cfg)
-    ours = findings.anomaly_mask(scores, 0.2, cfg.max_removed_component_voxels, cfg.connectivity)
-    np.testing.assert_array_equal(engine_mask, ours)
-    # The same geometry in SimpleITK terms: LPS = diag(-1, -1, 1) @ RAS.
-    lps = np.diag([-1.0, -1.0, 1.0]) @ IJK_TO_RAS[:3]
-    spacing = np.linalg.norm(lps[:, :3], axis=0)
-    direction = (lps[:, :3] / spacing).ravel()
-    theirs = regions.find_regions(engine_mask, scores, spacing, lps[:, 3], direction, cfg.connectivity)
-    mine = findings.find_findings(scores, ours, IJK_TO_RAS, cfg.connectivity)
-    assert [r.voxel_count for r in theirs] == [r.voxel_count for r in mine]
-    for a, b in zip(theirs, mine, strict=True):
-        assert a.volume_ml == pytest.approx(b.volume_ml)
-        assert a.peak_score == pytest.approx(b.peak_score)
-        assert a.centroid_ras_mm == pytest.approx(b.centroid_ras_mm)
+def test_slider_keeps_a_threshold_above_one_and_dialogs_never_open_in_slicers_folder(tmp_path):
+    assert widget_state.slider_maximum(0.8, 1.4) == 1.4
+    (tmp_path / "scan.nrrd").write_bytes(b"")
+    assert widget_state.start_directory(None, str(tmp_path / "scan.nrrd"), "/home") == str(tmp_path)
+    assert widget_state.start_directory(str(tmp_path / "missing"), None, "/home") == "/home"
 
 
 def test_run_button_turns_into_cancel():
@@ -112,11 +89,17 @@ def test_run_button_turns_into_cancel():
     assert not widget_state.run_button_state(True, True, running=True, cancelling=True).enabled
 
 
-def test_progress_and_eta_text():
-    percent, text = widget_state.progress_view(ProgressEvent("reconstruct", 10, 40, 95.0))
-    assert percent == 25
-    assert "10/40" in text and "1 min 35 s" in text
-    assert widget_state.progress_view(None) == (0, "Starting…")
+def test_progress_is_overall_with_the_stage_as_text():
+    tracker = RunTracker()
+    assert widget_state.progress_view(tracker) == (0, "Starting…")
+    tracker.feed_line(json.dumps({"event": "stage_start", "v": 1, "stage": "model", "total": 40}))
+    tracker.feed_line(json.dumps({"event": "progress", "v": 1, "stage": "model", "done": 10, "total": 40,
+                                  "eta_s": 95.0, "overall": 0.6}))
+    percent, text = widget_state.progress_view(tracker)
+    assert percent == 60 and "10/40" in text and "1 min 35 s" in text
+    tracker.feed_line(json.dumps({"event": "stage_start", "v": 1, "stage": "postprocess", "total": 1}))
+    percent, text = widget_state.progress_view(tracker)
+    assert percent == 60 and text.startswith("Scoring"), "a new stage never restarts the bar"
     assert widget_state.format_duration(3725) == "1 h 2 min"
     assert widget_state.format_duration(None) == ""
 
@@ -129,17 +112,11 @@ def test_cpu_notice_only_on_first_cpu_run():
 
 
 def test_summary_and_rows():
+    assert widget_state.summary_text(None, 0.1, has_result=False) == "No results yet."
+    assert "again" in widget_state.summary_text(None, 0.1)
     text = widget_state.summary_text(findings.FindingsSummary(1.234, 1), 0.15)
     assert "1.23 mL" in text and "1 region " in text
     row = widget_state.finding_row(2, 0.5, 0.91, 0.4, (1.0, -2.25, 3.0))
     assert len(row) == len(widget_state.FINDINGS_HEADERS)
     assert row[0] == "2"
     assert row[1:] == ["0.50", "0.910", "0.400", "1.0", f"{-2.25:.1f}", "3.0"]
-
-
-def test_component_limit_keeps_the_physical_size():
-    # 7 voxels of 2 mm (56 mm^3) are 56 voxels of 1 mm, 7 voxels of 2 mm, 2 voxels of 3 mm (54 mm^3 <= 56).
-    assert findings.native_component_limit(7, 2.0, 0.001) == 56
-    assert findings.native_component_limit(7, 2.0, 0.008) == 7
-    assert findings.native_component_limit(7, 2.0, 0.027) == 2
-    assert findings.native_component_limit(0, 2.0, 0.001) == 0

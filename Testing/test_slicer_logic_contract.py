@@ -70,10 +70,20 @@ FAKE_ENGINE = textwrap.dedent('''
         out.CopyInformation(image)
         outputs[name] = os.path.join(args.out, name + ".nii.gz")
         sitk.WriteImage(out, outputs[name])
+    from contrastive_anomaly.scoring.threshold_index import ThresholdIndex, ijk_to_lps_of
+    model_index = np.arange(1, scores.size + 1, dtype=np.int32).reshape(scores.shape)  # model grid = scan grid
+    index = ThresholdIndex.build(scores, model_index, scores, ijk_to_lps_of(image.GetSpacing(), image.GetOrigin(),
+                                 image.GetDirection()), max_removed_component_voxels=1, connectivity=26)
+    outputs["threshold_index"] = str(index.save(os.path.join(args.out, "threshold_index.npz")))
+    out = sitk.GetImageFromArray(model_index)
+    out.CopyInformation(image)
+    outputs["model_index"] = os.path.join(args.out, "model_index.nii.gz")
+    sitk.WriteImage(out, outputs["model_index"])
     with open(os.path.join(args.out, "argv.json"), "w") as handle:
         json.dump(sys.argv[1:], handle)
     emit(event="progress", stage="model", done=50, total=50, eta_s=0.0)
-    emit(event="result", outputs=outputs, threshold=0.6, timings_s={"model": 0.1}, warnings=[])
+    emit(event="result", v=1, outputs=outputs, threshold=0.6, timings_s={"model": 0.1}, warnings=[],
+         postprocess={"threshold": 0.6, "max_removed_component_voxels": 1, "connectivity": 26})
 ''')
 
 
@@ -129,7 +139,7 @@ def setup(module, tmp_path):
                                                     for name in ("model.safetensors", "config.json")))
     params = SimpleNamespace(inputVolume=input_node, brainMask=None, contrast="T1", modelName="fake", device="cpu",
                              fastMode=True, threshold=0.1, calibratedThreshold=0.1, anomalyMap=None,
-                             reconstruction=None, segmentation=None)
+                             reconstruction=None, segmentation=None, analysedVolume=None, segmentFilled=False)
     model = model_registry.ModelEntry("fake", model_dir, "T1", "user")
     return SimpleNamespace(mrml=mrml, logic=logic, launcher=launcher, params=params, model=model, image=image,
                            model_dir=model_dir)
@@ -176,12 +186,57 @@ def test_detect_load_threshold_export(setup, tmp_path):
     params.threshold = params.calibratedThreshold
     setup.logic.updateSegment(params)
 
+    # results stay with the analysed volume: selecting another input changes nothing of them
+    other = setup.mrml.volume(np.zeros((3, 4, 5), np.float32), "other")
+    params.inputVolume = other
+    assert params.analysedVolume.GetName() == "input"
+    assert setup.logic.computeFindings(params)[1].region_count == 1
+    assert setup.logic.runInfo(params)["postprocess"]["max_removed_component_voxels"] == 1
+
     seg_path = setup.logic.exportSegNrrd(params, tmp_path / "out.seg.nrrd")
     assert slicerio.read_segmentation(str(seg_path))["segments"][0]["name"] == "Anomaly"
     label_path = setup.logic.exportLabelmap(params, tmp_path / "out.nii.gz")
     np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(label_path))) > 0, expected)
     with pytest.raises(ValueError, match="DICOM"):
         setup.logic.exportDicomSeg(params, tmp_path)
+    assert not setup.logic.dicomExportState(params)[0]
+
+
+def test_rerun_reuses_nodes_honours_the_transform_and_asks_before_overwriting_edits(setup):
+    set_mode(setup, "ok")
+    scene = setup.mrml.scene
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "shift")
+    setup.params.inputVolume.SetAndObserveTransformNodeID(transform.GetID())
+    asked = []
+    setup.logic.confirm = lambda text: asked.append(text) or False
+
+    def run_once():
+        run = setup.logic.startDetection(setup.params, setup.model)
+        setup.launcher.wait()
+        setup.logic.loadResults(setup.params, run)
+        setup.logic.discardRunFolder(run)
+
+    run_once()
+    params = setup.params
+    first = (params.anomalyMap.GetID(), params.reconstruction.GetID(), params.segmentation.GetID())
+    for node in (params.anomalyMap, params.reconstruction, params.segmentation):
+        assert node.GetTransformNodeID() == transform.GetID()
+    def data_nodes():
+        return sum(scene.GetNumberOfNodesByClass(c) for c in ("vtkMRMLScalarVolumeNode", "vtkMRMLSegmentationNode"))
+
+    count = data_nodes()
+    run_once()
+    assert (params.anomalyMap.GetID(), params.reconstruction.GetID(), params.segmentation.GetID()) == first
+    assert data_nodes() == count and asked == []
+    edited = np.zeros(setup.image.shape, bool)
+    edited[0, 0, 0] = True  # a manual edit
+    slicer_bridge.set_segment_mask(scene, setup.mrml.segmentations_logic, params.segmentation, edited,
+                                   params.inputVolume)
+    assert not setup.logic.updateSegment(params) and len(asked) == 1, "moving the threshold asks first"
+    run_once()
+    assert len(asked) == 2 and params.segmentation.GetID() != first[2], "a 'no' keeps the edited segmentation"
+    kept = scene.GetNodeByID(first[2])
+    assert slicer_bridge.segment_mask(scene, setup.mrml.segmentations_logic, kept, params.inputVolume)[0, 0, 0]
 
 
 def test_brain_mask_is_passed_to_the_engine(setup):

@@ -15,6 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 MODULE_DIR = REPO / "ContrastiveAnomaly"
 MODULE_FILE = MODULE_DIR / "ContrastiveAnomaly.py"
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "ContrastiveAnomaly.ui"
+SLICER_510_CMAKE = (3, 16, 3)  # the oldest CMake Slicer 5.10 builds with (Slicer's own cmake_minimum_required)
 HEAVY_MODULES = {"torch", "monai", "contrastive_anomaly.scoring.inference",
                  "contrastive_anomaly.method.diffusion_model"}
 
@@ -67,10 +68,18 @@ def test_top_level_cmake_has_metadata_in_order():
                 "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS", "EXTENSION_DEPENDS"):
         assert values.get(key), key
     assert values["EXTENSION_DEPENDS"] == "PyTorch"
+    for key in ("EXTENSION_HOMEPAGE", "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
+        for url in values[key].split():
+            assert url.startswith("https://") and "${" not in url and "OWNER" not in url, f"{key}: {url}"
     for key in ("EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
         for url in values[key].split():
-            relative = url.split("}/", 1)[1] if "}/" in url else url.split("/main/", 1)[1]
+            relative = url.split("/main/", 1)[1]
             assert (REPO / relative).is_file(), f"{key} points at a file missing from the repo: {relative}"
+    assert re.search(r'set\(EXTENSION_LICENSE_FILE\s+"\$\{CMAKE_CURRENT_SOURCE_DIR\}/LICENSE"\)', text)
+    assert "Apache License" in (REPO / "LICENSE").read_text(encoding="utf-8")
+    assert 'license = { text = "Apache-2.0" }' in (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    minimum = re.search(r"cmake_minimum_required\(VERSION (\d+\.\d+\.\d+)", text).group(1)
+    assert tuple(int(p) for p in minimum.split(".")) <= SLICER_510_CMAKE, "must accept the CMake Slicer 5.10 uses"
     order = ["cmake_minimum_required(", "project(ContrastiveAnomaly)", "set(EXTENSION_HOMEPAGE",
              "find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})", "add_subdirectory(ContrastiveAnomaly)",
              "include(${Slicer_EXTENSION_GENERATE_CONFIG})", "include(${Slicer_EXTENSION_CPACK})"]
@@ -80,7 +89,8 @@ def test_top_level_cmake_has_metadata_in_order():
 
 def test_every_self_ui_name_exists_in_the_ui_file():
     names = {w.get("name") for w in ui_root().iter("widget")}
-    used = {node.attr for node in ast.walk(module_tree())
+    tree = ast.parse((MODULE_DIR / "ContrastiveAnomalyLib" / "widget.py").read_text(encoding="utf-8"))
+    used = {node.attr for node in ast.walk(tree)
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
             and node.value.attr == "ui" and isinstance(node.value.value, ast.Name) and node.value.value.id in
             ("self", "widget")}
@@ -89,7 +99,7 @@ def test_every_self_ui_name_exists_in_the_ui_file():
 
 
 def parameter_node_fields() -> dict[str, ast.AnnAssign]:
-    for node in module_tree().body:
+    for node in ast.walk(module_tree()):
         if isinstance(node, ast.ClassDef) and any(
                 isinstance(d, ast.Name) and d.id == "parameterNodeWrapper" for d in node.decorator_list):
             return {item.target.id: item for item in node.body if isinstance(item, ast.AnnAssign)}
@@ -143,7 +153,10 @@ def test_no_heavy_import_at_module_top_level(path):
 
 def test_module_metadata_and_self_test_exist():
     tree = module_tree()
-    classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+    classes = {}
+    for node in ast.walk(tree):  # the supported branch's classes come first
+        if isinstance(node, ast.ClassDef):
+            classes.setdefault(node.name, node)
     for name in ("ContrastiveAnomaly", "ContrastiveAnomalyWidget", "ContrastiveAnomalyLogic", "ContrastiveAnomalyTest"):
         assert name in classes
     methods = {f.name for f in classes["ContrastiveAnomalyTest"].body if isinstance(f, ast.FunctionDef)}
@@ -153,8 +166,13 @@ def test_module_metadata_and_self_test_exist():
     case_methods = {f.name for node in cases.body if isinstance(node, ast.ClassDef) and node.name == "SelfTestCases"
                     for f in node.body if isinstance(f, ast.FunctionDef)}
     called = {n.func.attr for n in ast.walk(classes["ContrastiveAnomalyTest"])
-              if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr.startswith("test_")}
-    assert called and called <= case_methods, "runTest must call the self-test cases that exist"
+              if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
+    assert "runAllCases" in called and "runAllCases" in case_methods
+    run_all = next(f for node in cases.body if isinstance(node, ast.ClassDef) and node.name == "SelfTestCases"
+                   for f in node.body if isinstance(f, ast.FunctionDef) and f.name == "runAllCases")
+    cases_called = {n.func.attr for n in ast.walk(run_all) if isinstance(n, ast.Call)
+                    and isinstance(n.func, ast.Attribute) and n.func.attr.startswith("test_")}
+    assert cases_called == {m for m in case_methods if m.startswith("test_")}, "runAllCases must run every case"
     assigned = {}
     for node in ast.walk(classes["ContrastiveAnomaly"]):
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Attribute):
@@ -163,3 +181,30 @@ def test_module_metadata_and_self_test_exist():
         assert key in assigned, key
     for key in ("categories", "contributors"):
         assert isinstance(assigned[key], ast.List) and assigned[key].elts
+
+
+SLICER_SIDE_FILES = [MODULE_FILE, *sorted((MODULE_DIR / "ContrastiveAnomalyLib").glob("*.py"))]
+
+
+def test_module_file_imports_on_python_39():
+    """Slicer 5.6/5.8 run Python 3.9: ContrastiveAnomaly.py must parse there and evaluate no ``X | Y`` at def time
+    (no ``from __future__`` either: the parameter-node wrapper reads real annotations), so that it can show its
+    minimum-version message; the rest of the module is imported only on Python 3.11+."""
+    text = MODULE_FILE.read_text(encoding="utf-8")
+    tree = ast.parse(text, feature_version=(3, 9))
+    assert "from __future__ import annotations" not in text
+    supported = next(node for node in tree.body if isinstance(node, ast.If) and ast.unparse(node.test) == "SUPPORTED")
+    outside = [node for node in tree.body if node is not supported] + supported.orelse
+    bad = [node.lineno for top in outside for node in ast.walk(top)
+           if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr)]
+    assert not bad, f"X | Y evaluated at import time on lines {bad}"
+    lib_imports = [node for node in tree.body if isinstance(node, ast.ImportFrom)
+                   and (node.module or "").startswith(("ContrastiveAnomalyLib", "contrastive_anomaly"))]
+    assert not lib_imports, "engine/Lib imports must sit under 'if SUPPORTED:'"
+    assert any(isinstance(n, ast.ImportFrom) and n.module.startswith("ContrastiveAnomalyLib")
+               for n in ast.walk(supported))
+
+
+@pytest.mark.parametrize("path", SLICER_SIDE_FILES, ids=lambda p: p.name)
+def test_slicer_side_files_parse_on_their_minimum_python(path):
+    ast.parse(path.read_text(encoding="utf-8"), feature_version=(3, 9) if path == MODULE_FILE else (3, 11))

@@ -26,8 +26,9 @@ QtCore = pytest.importorskip("PySide6.QtCore")
 QtWidgets = pytest.importorskip("PySide6.QtWidgets")
 QtUiTools = pytest.importorskip("PySide6.QtUiTools")
 
+from contrastive_anomaly.scoring.threshold_index import ThresholdIndex  # noqa: E402
 from ContrastiveAnomalyLib import findings, widget_state  # noqa: E402
-from ContrastiveAnomalyLib.process import ProgressEvent  # noqa: E402
+from ContrastiveAnomalyLib.process import RunTracker  # noqa: E402
 
 Property = QtCore.Property
 
@@ -143,7 +144,7 @@ def fill_example_state(panel) -> None:
     run = widget_state.run_button_state(True, True, running=False)
     child(panel, "runButton").setText(run.text)
     child(panel, "runButton").setEnabled(run.enabled)
-    percent, status = widget_state.progress_view(ProgressEvent("reconstruct", 50, 50, 0.0))
+    percent, status = widget_state.progress_view(RunTracker())
     child(panel, "progressBar").setValue(percent)
     child(panel, "progressBar").hide()
     child(panel, "statusLabel").setText("Done.")
@@ -154,8 +155,10 @@ def fill_example_state(panel) -> None:
     ijk_to_ras = np.diag([-2.0, -2.0, 2.0, 1.0])
     threshold = 0.15
     child(panel, "thresholdSlider").setProperty("value", threshold)
-    mask = findings.anomaly_mask(scores, threshold, 7)
-    rows = findings.find_findings(scores, mask, ijk_to_ras)
+    model_index = np.arange(1, scores.size + 1, dtype=np.int32).reshape(scores.shape)
+    index = ThresholdIndex.build(scores, model_index, scores, np.diag([-1.0, -1.0, 1.0, 1.0]) @ ijk_to_ras,
+                                 max_removed_component_voxels=7, connectivity=26)
+    rows = findings.ResultIndex(index, model_index).readout(threshold).findings
     child(panel, "summaryLabel").setText(widget_state.summary_text(findings.summarize(rows), threshold))
     table = child(panel, "findingsTable")
     table.setColumnCount(len(widget_state.FINDINGS_HEADERS))

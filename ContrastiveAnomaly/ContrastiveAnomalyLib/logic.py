@@ -208,6 +208,8 @@ class DetectionLogic:
             return node
         reuse.SetAndObserveImageData(node.GetImageData())
         reuse.CopyOrientation(node)
+        for index in range(node.GetNumberOfDisplayNodes()):
+            self._scene().RemoveNode(node.GetNthDisplayNode(index))
         self._scene().RemoveNode(node)
         return reuse
 

@@ -434,7 +434,8 @@ def scalarVolumes():
 
 def volumeFacts(node) -> widget_state.VolumeFacts:
     image = node.GetImageData()
-    return widget_state.VolumeFacts(node_id=node.GetID(), dimensions=tuple(image.GetDimensions()) if image else (0,) * 3,
+    dimensions = tuple(image.GetDimensions()) if image else (0, 0, 0)
+    return widget_state.VolumeFacts(node_id=node.GetID(), dimensions=dimensions,
                                     is_labelmap=node.IsA("vtkMRMLLabelMapVolumeNode"),
                                     is_result=bool(node.GetAttribute(appearance.ROLE_ATTRIBUTE)))
 
