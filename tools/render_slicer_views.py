@@ -35,8 +35,10 @@ VIEW_SIZE_PX = (512, 512)
 LABEL_COLOUR = (255, 255, 255)
 
 
-def render(scan: Path, result_dir: Path, out: Path, slice_ras: float | None = None) -> dict:
-    """Render and write ``out``; returns facts the pixel test checks (threshold, slice, region centroid)."""
+def render(scan: Path, result_dir: Path, out: Path, slice_ras: float | None = None,
+           raw: Path | None = None) -> dict:
+    """Render and write ``out``; returns facts (threshold, slice, regions). ``raw``: also save the left view's
+    pixels (RGB, rows top-down) and its XY-to-RAS matrix as ``.npz``, for the pixel test."""
     from trame_slicer.core import SlicerApp
     from trame_slicer.views import DirectViewFactory, ViewLayoutDefinition
     from vtkmodules.util.numpy_support import vtk_to_numpy
@@ -66,7 +68,7 @@ def render(scan: Path, result_dir: Path, out: Path, slice_ras: float | None = No
     slicer_bridge.set_segment_mask(scene, app.segmentations_logic, segmentation, index.native_mask(threshold), volume)
     if slice_ras is None:
         slice_ras = readout.findings[0].centroid_ras_mm[2] if readout.findings else 0.0
-    pictures = []
+    pictures, xy_to_ras = [], []
     for name, background, foreground in (("Red", volume, anomaly_map), ("Yellow", reconstruction, None)):
         view = app.view_manager.create_view(ViewLayoutDefinition.axial_view(name))
         view.render_window().SetSize(*VIEW_SIZE_PX)
@@ -77,6 +79,8 @@ def render(scan: Path, result_dir: Path, out: Path, slice_ras: float | None = No
         view.fit_view_to_content()
         view.set_slice_value(float(slice_ras))
         view.render()
+        matrix = view._view_node.GetXYToRAS()
+        xy_to_ras.append(np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)]))
         grab = vtkWindowToImageFilter()
         grab.SetInput(view.render_window())
         grab.ReadFrontBufferOff()
@@ -85,6 +89,8 @@ def render(scan: Path, result_dir: Path, out: Path, slice_ras: float | None = No
         width, height, _ = image.GetDimensions()
         rgb = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(height, width, -1)[::-1, :, :3]
         pictures.append(rgb)
+    if raw is not None:
+        np.savez_compressed(raw, left=pictures[0], right=pictures[1], xy_to_ras=xy_to_ras[0])
     picture = compose(pictures, threshold, readout)
     out.parent.mkdir(parents=True, exist_ok=True)
     save_png(picture, out)
@@ -132,8 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("result", type=Path, help="detect's output folder")
     parser.add_argument("--out", type=Path, required=True, help="PNG to write")
     parser.add_argument("--slice-ras", type=float, help="axial level (RAS S, mm); default: the largest region")
+    parser.add_argument("--raw", type=Path, help="also save the raw view pixels and geometry (.npz)")
     args = parser.parse_args(argv)
-    facts = render(args.scan, args.result, args.out, args.slice_ras)
+    facts = render(args.scan, args.result, args.out, args.slice_ras, args.raw)
     print(json.dumps(facts))
     return 0
 
