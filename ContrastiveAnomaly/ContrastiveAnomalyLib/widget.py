@@ -45,6 +45,7 @@ class PanelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._models = {}
         self._layoutBeforeCompare = None
         self._notice = ""
+        self._mapMaximum = (None, 0.0)
 
     # --- setup ---------------------------------------------------------------------------------------------------
 
@@ -144,12 +145,19 @@ class PanelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                        self.ui.segmentFilledCheckBox, self.ui.exportSegNrrdButton, self.ui.exportLabelmapButton):
             widget.enabled = hasResults and idle
         if hasResults:
-            top = max(float(slicer.util.arrayFromVolume(params.anomalyMap).max()), params.calibratedThreshold)
-            self.ui.thresholdSlider.maximum = widget_state.slider_maximum(top, params.threshold)
+            self.ui.thresholdSlider.maximum = widget_state.slider_maximum(self.mapMaximum(params.anomalyMap),
+                                                                          params.threshold)
         possible, reason = self.logic.dicomExportState(params)
         self.ui.exportDicomSegButton.enabled = possible and idle
         self.ui.exportDicomSegButton.toolTip = reason
         self.ui.inputsCollapsibleButton.enabled = idle
+
+    def mapMaximum(self, mapNode) -> float:
+        """The map's largest value, computed once per map (a 300 x 512 x 512 map takes tens of ms to scan)."""
+        key = (mapNode.GetID(), mapNode.GetImageData().GetMTime() if mapNode.GetImageData() else 0)
+        if self._mapMaximum[0] != key:
+            self._mapMaximum = (key, float(slicer.util.arrayFromVolume(mapNode).max()))
+        return self._mapMaximum[1]
 
     def refreshModels(self) -> None:
         combo = self.ui.modelComboBox
