@@ -38,6 +38,8 @@ def test_mask_and_regions_match_a_brute_force_native_computation(threshold):
     mask = native_mask(model_mask, index)
     assert not mask[0].any() and np.array_equal(mask[1:], model_mask.repeat(2, 0).repeat(2, 1).repeat(2, 2))
     regions = built.regions(threshold)
+    one_pass_mask, one_pass = built.mask_and_regions(threshold)
+    assert np.array_equal(one_pass_mask, model_mask) and one_pass == regions
     labels, count = ndimage.label(model_mask, structure=neighbourhood(6))
     assert len(regions) == count
     native_labels = np.concatenate([[0], labels.ravel()])[index]

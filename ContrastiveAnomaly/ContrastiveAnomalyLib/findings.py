@@ -76,8 +76,7 @@ class ResultIndex:
         threshold = float(threshold)
         if self._last is not None and self._last.threshold == threshold:
             return self._last
-        model_mask = self.index.model_mask(threshold)
-        rows = self.index.regions(threshold, model_mask)
+        model_mask, rows = self.index.mask_and_regions(threshold)
         self._last = Readout(threshold, model_mask, rows, summarize(rows))
         return self._last
 

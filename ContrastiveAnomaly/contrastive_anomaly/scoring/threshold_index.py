@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
 
-from .postprocess import remove_small_components
+from .postprocess import neighbourhood, remove_small_components
 from .regions import LPS_TO_RAS, MM3_PER_ML, Region, label_regions
 
 OUTSIDE = 0  # model_index value of a native voxel that samples no model voxel
@@ -84,6 +85,21 @@ class ThresholdIndex:
         return remove_small_components(self.filtered_kji > float(threshold), self.max_removed_component_voxels,
                                        self.connectivity)
 
+    def mask_and_regions(self, threshold: float) -> tuple[np.ndarray, list[Region]]:
+        """:meth:`model_mask` and :meth:`regions` with one labelling of the model grid: the filtered mask's
+        components are exactly the raw mask's components of more than ``max_removed_component_voxels`` voxels."""
+        labels, count = ndimage.label(self.filtered_kji > float(threshold), structure=neighbourhood(self.connectivity))
+        if count:
+            sizes = np.bincount(labels.ravel(), minlength=count + 1)
+            keep = sizes > self.max_removed_component_voxels
+            keep[0] = False
+            order = np.nonzero(keep)[0]
+            order = order[np.argsort(-sizes[order], kind="stable")]  # largest first, ties in label order
+            renumber = np.zeros(count + 1, dtype=np.int32)
+            renumber[order] = np.arange(1, order.size + 1, dtype=np.int32)
+            labels, count = renumber[labels], int(order.size)
+        return labels > 0, self._measure(labels, count)
+
     def regions(self, threshold: float, model_mask: np.ndarray | None = None) -> list[Region]:
         """One :class:`Region` per component of the model-grid mask, measured on the native grid, largest first.
 
@@ -91,6 +107,9 @@ class ThresholdIndex:
         """
         mask = self.model_mask(threshold) if model_mask is None else model_mask
         labels, count = label_regions(mask, self.connectivity)
+        return self._measure(labels, count)
+
+    def _measure(self, labels: np.ndarray, count: int) -> list[Region]:
         if count == 0:
             return []
         flat = labels.ravel()
