@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -90,7 +91,7 @@ def machine() -> dict:
         model = platform.processor()
     wanted = ("avx2", "avx512f", "amx_tile")
     return {"cpu": model, "flags": [f for f in wanted if f in flags.split()], "python": platform.python_version(),
-            "numpy": np.__version__}
+            "numpy": np.__version__, "load_average_1min": round(os.getloadavg()[0], 1)}
 
 
 def main() -> None:
@@ -132,7 +133,9 @@ def main() -> None:
     lines = ["# Threshold slider: one move on a 300 x 512 x 512 scan", "",
              f"`python benchmarks/bench_slider.py --moves {args.moves}`; {results['machine']['cpu']} "
              f"(flags: {', '.join(results['machine']['flags']) or 'none of avx2/avx512f/amx'}), one process, "
-             f"numpy {np.__version__}. Target: median under {TARGET_MS:.0f} ms per move.", "",
+             f"numpy {np.__version__}, 1-minute load average {results['machine']['load_average_1min']} at the "
+             "start (the machine is shared: timings scale with it; the ratio to the old path within one run is the "
+             f"stable figure). Target: median under {TARGET_MS:.0f} ms per move.", "",
              "| map | readout per move (mask decision + findings), median [min-max] ms | native segment mask "
              "(on pause), median ms | old native path, one move, ms | index build, s |", "|---|---|---|---|---|"]
     for kind, case in results["cases"].items():
