@@ -66,11 +66,8 @@ class ThresholdIndex:
         count = np.bincount(slot, minlength=size)
         values = scores.ravel()[inside]
         map_sum = np.bincount(slot, weights=values, minlength=size)
-        # per-slot maximum: sort once by (slot, value); the last value of each slot's run is its maximum
-        order = np.lexsort((values, slot))
         map_max = np.full(size, -np.inf)
-        last = np.r_[np.nonzero(np.diff(slot[order]))[0], slot.size - 1] if slot.size else np.array([], dtype=int)
-        map_max[slot[order][last]] = values[order][last]
+        np.maximum.at(map_max, slot, values)  # int64 slots, float64 values: numpy's fast ufunc.at path
         kji = np.unravel_index(inside, index.shape)
         ijk_sum = np.stack([np.bincount(slot, weights=kji[axis], minlength=size) for axis in (2, 1, 0)], axis=1)
         return cls(filtered, int(max_removed_component_voxels), int(connectivity), count, map_sum, map_max, ijk_sum,
