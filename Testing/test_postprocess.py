@@ -20,6 +20,7 @@ from contrastive_anomaly.scoring.postprocess import (
 from contrastive_anomaly.scoring.thresholds import (
     best_dice_threshold,
     dice_search,
+    dice_sweep,
     fpr_threshold,
     fpr_thresholds,
     pooled_dice,
@@ -166,8 +167,29 @@ def test_rule_a_finds_a_threshold_that_separates_lesion_from_background():
     threshold, best = dice_search(maps, labels, cfg)
     assert 0.2 <= threshold < 0.6
     assert best == pytest.approx(1.0)
-    assert best_dice_threshold(maps, labels, cfg) == threshold
+    swept, swept_dice = dice_sweep(maps, labels, cfg)
+    assert best_dice_threshold(maps, labels, cfg) == swept and swept < 0.6
+    assert swept_dice == pytest.approx(1.0) and pooled_dice(maps, labels, swept, cfg) == pytest.approx(1.0)
     assert pooled_dice(maps, labels, threshold, cfg) == pytest.approx(1.0)
+
+
+def test_rule_a_sweep_does_not_flag_everything_on_a_weak_map_with_an_outlier():
+    # A weak, smooth healthy map, a lesion only 0.01 above it, and three hot outlier voxels (a bright rim). The
+    # interval search's probes land on Dice ties and it walks down to a threshold flagging most of the volume.
+    from scipy import ndimage
+
+    rng = np.random.default_rng(2)
+    cfg = PostprocessConfig(max_removed_component_voxels=0)
+    score = (ndimage.gaussian_filter(rng.gamma(2.0, 0.01, size=(16, 32, 32)), 1) * 3).astype(np.float32)
+    label = np.zeros(score.shape, dtype=np.uint8)
+    label[6:10, 10:18, 10:18] = 1
+    score[label > 0] += 0.01
+    score[0, 0, :3] = rng.uniform(0.3, 1.0, 3)
+    old_threshold, old_dice = dice_search([score], [label], cfg)
+    assert np.mean(score > old_threshold) > 0.5, "the paper's search collapses to flagging most of the volume"
+    threshold, dice_value = dice_sweep([score], [label], cfg)
+    assert np.mean(score > threshold) < 0.2 and dice_value > 2 * old_dice
+    assert pooled_dice([score], [label], threshold, cfg) == pytest.approx(dice_value)
 
 
 def test_rule_a_interval_search_follows_the_better_quarter():

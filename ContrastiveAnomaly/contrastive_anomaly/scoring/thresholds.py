@@ -1,7 +1,9 @@
 """Threshold calibration on validation volumes (docs/METHOD.md §6; docs/DATA.md §5).
 
 * Rule A, :func:`best_dice_threshold`: the threshold that maximises the pooled Dice on labelled validation volumes,
-  found by an interval search on ``[0, max]``.
+  found by a dense sweep (:func:`dice_sweep`). The paper's interval search on ``[0, max]`` (:func:`dice_search`)
+  is kept for reproductions only: on a weak map whose maximum is an outlier both of its probes flag nothing, ties
+  send it to the lower half every round, and it ends near 0, i.e. flagging the whole brain.
 * Rule B, :func:`fpr_threshold`: the threshold whose voxel false-positive rate on healthy validation volumes is a
   target rate.
 
@@ -22,6 +24,8 @@ from .postprocess import binarize
 
 # Rule A: each round evaluates Dice at these fractions of the current interval and keeps the half around the better.
 _LOWER_PROBE, _UPPER_PROBE = 0.25, 0.75
+# Dense rule A sweep: the SWEEP_REFINE best thresholds by Dice without the component filter are re-scored with it.
+SWEEP_REFINE = 8
 
 
 def _check_pairs(maps: Sequence[np.ndarray], others: Sequence[np.ndarray], what: str) -> None:
@@ -97,15 +101,54 @@ def dice_search(
     return best_threshold, best_dice
 
 
+def dice_sweep(
+    maps: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    cfg: PostprocessConfig,
+    component_filter: bool = True,
+) -> tuple[float, float]:
+    """Rule A dense sweep; returns ``(threshold, pooled Dice at that threshold)``.
+
+    Every distinct map value ``v`` is a candidate (flag ``map > v``), plus 0. The pooled Dice without the
+    component filter is computed exactly for all of them from one sort of the map values; the best
+    :data:`SWEEP_REFINE` are then scored with :func:`pooled_dice` (component filter on, unless
+    ``component_filter=False``). Ties go to the higher threshold (fewer flagged voxels).
+    """
+    _check_pairs(maps, labels, "label volumes")
+    if not any(np.any(np.asarray(label) > 0) for label in labels):
+        raise InputError("the validation labels contain no lesion voxels; rule A needs labelled lesions")
+    values = np.concatenate([np.asarray(score, dtype=np.float64).ravel() for score in maps])
+    truth = np.concatenate([np.asarray(label).ravel() > 0 for label in labels])
+    if not np.all(np.isfinite(values)):
+        raise InputError("the validation maps contain NaN or infinite values")
+    if not np.any(values > 0):
+        raise InputError("the validation maps are all zero; cannot calibrate a threshold on them")
+    order = np.argsort(values, kind="stable")
+    sorted_values, sorted_truth = values[order], truth[order]
+    lesion_at_or_above = np.concatenate([np.cumsum(sorted_truth[::-1])[::-1], [0]])
+    last_of_value = np.flatnonzero(np.diff(sorted_values, append=np.inf))  # last position of each distinct value
+    candidates = sorted_values[last_of_value]
+    keep = candidates >= 0.0
+    candidates, last_of_value = candidates[keep], last_of_value[keep]
+    predicted = sorted_values.size - last_of_value - 1
+    hits = lesion_at_or_above[last_of_value + 1]
+    raw_dice = 2.0 * hits / np.maximum(predicted + int(truth.sum()), 1)
+    best = np.lexsort((-candidates, -raw_dice))[:SWEEP_REFINE]
+    if not component_filter:
+        return float(candidates[best[0]]), float(raw_dice[best[0]])
+    scored = [(pooled_dice(maps, labels, float(candidates[i]), cfg), float(candidates[i])) for i in best]
+    dice_value, threshold = max(scored)
+    return threshold, dice_value
+
+
 def best_dice_threshold(
     maps: Sequence[np.ndarray],
     labels: Sequence[np.ndarray],
     cfg: PostprocessConfig,
-    rounds: int = 10,
     component_filter: bool = True,
 ) -> float:
-    """Rule A: the threshold (intensity units) with the best pooled validation Dice; see :func:`dice_search`."""
-    threshold, _ = dice_search(maps, labels, cfg, rounds, component_filter)
+    """Rule A: the threshold (intensity units) with the best pooled validation Dice; see :func:`dice_sweep`."""
+    threshold, _ = dice_sweep(maps, labels, cfg, component_filter)
     return threshold
 
 
