@@ -156,3 +156,32 @@ def test_bad_arguments(phantom):
         plant_lesion(image, brain, "ms", "CT", seed=0, tissue=tissue)
     with pytest.raises(ValueError, match="empty"):
         plant_lesion(image, np.zeros_like(brain), "ms", "T2", seed=0, tissue=tissue)
+
+
+def test_intensity_control_stays_visible_on_bright_tissue():
+    # WM at 0.9: brightening by up to 60 % used to be clipped at 1.0 (a change of at most 0.1, i.e. nearly
+    # invisible); the control now darkens instead, so the painted change is the sampled fraction.
+    image, brain, tissue = brain_phantom((50, 96, 96), seed=0)
+    image = np.where(brain > 0, np.clip(image * 0.9 / np.median(image[tissue[2] > 0.9]), 0, 1), 0).astype(np.float32)
+    for seed in range(4):
+        case = plant_lesion(image, brain, "control_intensity", "T1", seed=seed, tissue=tissue)
+        params = case.params["generator"]
+        inner = case.mask_kji == 1
+        relative = float(np.median(case.image_kji[inner] / np.maximum(image[inner], 1e-6) - 1.0))
+        full = (case.image_kji - image)[inner]
+        weight_one = np.abs(full) >= 0.9 * abs(params["relative_change"]) * image[inner]
+        assert weight_one.mean() > 0.2, "the sphere core gets the full change"
+        assert abs(relative) >= 0.5 * abs(params["relative_change"]) >= 0.05
+        if np.median(image[inner]) * (1 + abs(params["relative_change"])) > 1.0:
+            assert params["direction"] == "darker" and relative < 0
+
+
+def test_tumour_core_mask_excludes_the_oedema(phantom):
+    image, brain, tissue = phantom
+    case = plant_lesion(image, brain, "tumour", "T1", seed=5, tissue=tissue)
+    whole, core = case.mask_kji > 0, case.core_mask_kji > 0
+    assert core.any() and np.all(whole[core]), "the core lies inside the whole lesion"
+    assert np.array_equal(core, whole & np.isin(case.zones_kji, (1, 2)))
+    assert np.any(whole & ~core) and not np.any(core & (case.zones_kji == 3))
+    stroke = plant_lesion(image, brain, "stroke", "T1", seed=5, tissue=tissue)
+    assert np.array_equal(stroke.core_mask_kji, stroke.mask_kji)

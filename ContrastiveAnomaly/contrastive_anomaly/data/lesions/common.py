@@ -33,6 +33,7 @@ HYPERINTENSE_CONTRASTS = ("T2", "FLAIR", "PD")
 LR_AXIS = 2  # I (columns) is left-right on the atlas-aligned model grid
 MIN_CLASS_VOXELS = 10
 NOISE_CLIP_SD = 2.0
+TUMOUR_CORE_ZONE, TUMOUR_RIM_ZONE, TUMOUR_OEDEMA_ZONE = 1, 2, 3
 
 
 @dataclass
@@ -97,7 +98,9 @@ class LesionCase:
 
     ``image_kji``: the image with the lesion (float32); ``mask_kji``: uint8 lesion mask (see the mask rule above);
     ``background_kji``: the image the lesion was painted on (the input, or the displaced input for mass effect);
-    ``zones_kji``: optional uint8 zone labels (tumour: 1 core, 2 rim, 3 oedema); ``brain_mask_kji``: the brain
+    ``zones_kji``: optional uint8 zone labels (tumour: 1 core, 2 rim, 3 oedema); ``core_mask_kji``: the lesion
+    without its faint surround (tumour: core + rim, the "tumour core" of BraTS, without the oedema; other kinds:
+    the whole mask); ``brain_mask_kji``: the brain
     mask after any displacement; ``tissue``: the (CSF, GM, WM) maps after any displacement; ``params``: every
     sampled parameter and the seed (JSON-serialisable).
     """
@@ -110,6 +113,15 @@ class LesionCase:
     tissue: np.ndarray | None = None
     zones_kji: np.ndarray | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    core_mask_kji: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.core_mask_kji is None:
+            if self.zones_kji is not None:
+                core = (self.zones_kji == TUMOUR_CORE_ZONE) | (self.zones_kji == TUMOUR_RIM_ZONE)
+                self.core_mask_kji = (core & (self.mask_kji > 0)).astype(np.uint8)
+            else:
+                self.core_mask_kji = np.asarray(self.mask_kji, dtype=np.uint8)
 
 
 def save_case(case: LesionCase, folder: Path, reference_geometry: sitk.Image | None = None,

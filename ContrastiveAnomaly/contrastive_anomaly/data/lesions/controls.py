@@ -2,8 +2,11 @@
 
 Arrays are KJI; ``spacing_mm`` is (K, J, I) in mm.
 
-* Intensity only: a sphere (erf edge) in deep WM or cortex whose intensities are scaled by (1 + x); no shape
-  change. ``x`` is sampled from the configured range unless given (``options["intensity_change"]``, for sweeps).
+* Intensity only: a sphere (erf edge) in deep WM or cortex whose intensities are scaled by (1 + x) (brighter) or
+  (1 - x) (darker); no shape change. ``x`` is sampled from the configured range unless given
+  (``options["intensity_change"]``, signed, for sweeps). Images live in [0, 1] and bright tissue (WM on T1 sits
+  near 0.8-1.0) would be clipped at 1 by a brightening, leaving almost nothing visible; so the direction is
+  darker whenever the median brightened value inside the sphere would exceed :data:`CLIP_SAFE_MAXIMUM`.
 * Shape only: a smooth, compactly supported displacement ``u(x) = A·(1 - (ρ/R)²)²·d`` (fixed random direction d,
   zero outside the sphere of radius R), applied by backward mapping; no intensity change. The mask is the support
   (ρ < R) inside the brain; the image is unchanged outside it.
@@ -25,6 +28,7 @@ from .common import (
 )
 
 CORTEX_GM_PROBABILITY = 0.5
+CLIP_SAFE_MAXIMUM = 1.0  # the top of the model-grid intensity range
 MAX_AMPLITUDE_FRACTION = 0.5  # A <= R/2 keeps the deformation invertible (|du/dρ| < 1)
 
 
@@ -47,9 +51,13 @@ def intensity_control(image: np.ndarray, brain: np.ndarray, tissue: np.ndarray, 
         centre, location = choose_voxel(brain, rng), f"{location}_fallback"
     offset = coordinates_mm(image.shape, spacing) - _centre_mm(centre, spacing)[:, None, None, None]
     alpha = erf_alpha(np.sqrt((offset**2).sum(0)) - radius, cfg.edge_mm, cfg.min_alpha)
+    inside = (alpha > 0) & brain
+    if "intensity_change" not in options and inside.any() and \
+            float(np.median(image[inside])) * (1.0 + change) > CLIP_SAFE_MAXIMUM:
+        change = -change  # brightening would be clipped at the top of the range: darken instead
     target = (image * (1.0 + change)).astype(np.float32)
     return alpha, target, {"centre_kji": list(centre), "location": location, "radius_mm": radius,
-                           "relative_change": change}
+                           "relative_change": change, "direction": "brighter" if change > 0 else "darker"}
 
 
 def shape_control(image: np.ndarray, brain: np.ndarray, spacing: tuple[float, float, float],
