@@ -13,11 +13,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..config import PostprocessConfig
 from ..data.volumes import Subject
 from ..runtime.progress import ProgressReporter
+from ..scoring.brain_metrics import in_brain_ranking, whole_brain_floor
 from ..scoring.detector import Detector
 from ..scoring.metrics import (
     DETECTION_BINS_ML,
@@ -48,7 +50,19 @@ def rule_report(subjects: list[Subject], scores: list[VolumeScore], threshold: f
     report = evaluate_volumes([score.filtered for score in scores], masks, [s.label for s in subjects])
     report["detection"] = merge_lesion_detection([lesion_detection(mask, s.label, s.spacing_mm, bins_ml)
                                                   for mask, s in zip(masks, subjects, strict=True)])
+    report["in_brain"] = in_brain_report(subjects, scores)
     return report
+
+
+def in_brain_report(subjects: list[Subject], scores: list[VolumeScore]) -> dict[str, float]:
+    """Means over volumes of in-brain AUROC, AUPRC, lesion prevalence (the AUPRC of a random map) and the floor
+    (Dice of flagging the whole brain); see :mod:`~contrastive_anomaly.scoring.brain_metrics`."""
+    per_volume = []
+    for subject, score in zip(subjects, scores, strict=True):
+        ranking = in_brain_ranking(score.filtered, subject.label, subject.brain_mask)
+        ranking["floor"] = whole_brain_floor(subject.label, subject.brain_mask)
+        per_volume.append(ranking)
+    return {key: float(np.nanmean([v[key] for v in per_volume])) for key in ("auroc", "auprc", "prevalence", "floor")}
 
 
 def calibrate_fpr_threshold(detector: Detector, healthy: list[Subject], target_fpr: float | None = None) -> float:

@@ -56,9 +56,22 @@ def score_volume(detector: Detector, image_kji: np.ndarray, brain_mask_kji: np.n
         result = reconstruct_volume(detector.model, image_kji, brain_mask_kji, cfg, detector.device, progress,
                                     precision=detector.dtype)
     with progress.stage("postprocess"):
-        residual = residual_map(image_kji, result.reconstruction)
-        filtered, mask = postprocess_residual(anomaly_map(detector, residual), brain_mask_kji, cfg.postprocess)
-    return VolumeScore(reconstruction=result.reconstruction, residual=residual, filtered=filtered, mask=mask,
-                       threshold=effective_threshold(cfg.postprocess), processed_slices=len(result.processed_slices),
-                       processed_slice_indices=result.processed_slices,
-                       batch_size=result.batch_size, dtype=result.dtype)
+        score = score_reconstruction(detector, image_kji, brain_mask_kji, result.reconstruction)
+    score.processed_slices = len(result.processed_slices)
+    score.processed_slice_indices = result.processed_slices
+    score.batch_size, score.dtype = result.batch_size, result.dtype
+    return score
+
+
+def score_reconstruction(detector: Detector, image_kji: np.ndarray, brain_mask_kji: np.ndarray,
+                         reconstruction_kji: np.ndarray) -> VolumeScore:
+    """Residual, filtered map and mask of a volume whose reconstruction is already known (KJI, model grid).
+
+    The one place that turns a reconstruction into maps, so :func:`score_volume` and callers that splice
+    reconstructions (the lesion benchmark re-runs only the slices a lesion changed) score identically.
+    """
+    residual = residual_map(image_kji, reconstruction_kji)
+    filtered, mask = postprocess_residual(anomaly_map(detector, residual), brain_mask_kji, detector.cfg.postprocess)
+    return VolumeScore(reconstruction=reconstruction_kji, residual=residual, filtered=filtered, mask=mask,
+                       threshold=effective_threshold(detector.cfg.postprocess), processed_slices=0, batch_size=0,
+                       dtype=str(detector.dtype).replace("torch.", ""))

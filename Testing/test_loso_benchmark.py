@@ -1,0 +1,110 @@
+"""Leave-one-real-subject-out benchmark pieces: in-brain metrics, diagnostics, slice reuse, fold isolation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from contrastive_anomaly.config import BenchmarkConfig, PostprocessConfig
+from contrastive_anomaly.data.lesions import plant_lesion
+from contrastive_anomaly.jobs.lesion_benchmark import diagnostics as diag
+from contrastive_anomaly.jobs.lesion_benchmark.loso import _ZScoreMaps, reconstruct_changed
+from contrastive_anomaly.method.diffusion_model import AnomalyDiffusionModel
+from contrastive_anomaly.scoring.brain_metrics import dice, in_brain_ranking, whole_brain_floor
+from contrastive_anomaly.scoring.detector import Detector
+from contrastive_anomaly.scoring.inference import reconstruct_volume
+from engine_fixtures import small_config, small_subjects
+
+CPU = torch.device("cpu")
+
+
+def _lesion_pair(seed: int = 0):
+    rng = np.random.default_rng(seed)
+    clean = rng.uniform(0.3, 0.7, size=(12, 20, 20)).astype(np.float32)
+    mask = np.zeros(clean.shape, dtype=np.uint8)
+    mask[4:8, 6:12, 6:12] = 1
+    lesioned = np.where(mask > 0, clean + 0.2, clean).astype(np.float32)
+    return clean, lesioned, mask
+
+
+def test_copied_contrast_is_100_percent_for_identity_and_0_for_a_perfect_model():
+    clean, lesioned, mask = _lesion_pair()
+    assert diag.copied_share(lesioned, clean, lesioned, clean, mask) == pytest.approx(1.0)  # x_hat = x
+    assert diag.copied_share(lesioned, clean, clean, clean, mask) == pytest.approx(0.0)  # x_hat = clean
+    half = clean + 0.5 * (lesioned - clean)
+    assert diag.copied_share(lesioned, clean, half, clean, mask) == pytest.approx(0.5)
+    assert np.isnan(diag.copied_share(clean, clean, clean, clean, mask)), "no painted contrast, nothing to measure"
+
+
+def test_healthy_error_and_edge_ratio():
+    clean, _, _ = _lesion_pair()
+    brain = np.ones(clean.shape, dtype=np.uint8)
+    assert diag.healthy_error(clean, clean, brain) == 0.0
+    assert diag.healthy_error(clean, clean + 0.1, brain) == pytest.approx(0.1, abs=1e-6)
+    assert diag.edge_energy_ratio(clean, clean, brain) == pytest.approx(1.0)
+    blurred = np.full_like(clean, clean.mean())
+    assert diag.edge_energy_ratio(clean, blurred, brain) == pytest.approx(0.0)
+
+
+def test_in_brain_metrics_ignore_background_and_give_floor_and_prevalence():
+    brain = np.zeros((4, 10, 10), dtype=np.uint8)
+    brain[:, 2:8, 2:8] = 1
+    label = np.zeros_like(brain)
+    label[1:3, 3:5, 3:5] = 1
+    score = np.where(brain > 0, 0.5, 0.0).astype(np.float32)  # high everywhere in the brain, 0 outside
+    ranking = in_brain_ranking(score, label, brain)
+    assert ranking["auroc"] == pytest.approx(0.5) and ranking["prevalence"] == pytest.approx(8 / 144)
+    assert ranking["auprc"] == pytest.approx(8 / 144)
+    perfect = in_brain_ranking(label.astype(np.float32), label, brain)
+    assert perfect["auroc"] == 1.0 and perfect["auprc"] == 1.0
+    assert whole_brain_floor(label, brain) == pytest.approx(2 * 8 / (8 + 144))
+    assert dice(label, label) == 1.0
+
+
+def test_only_changed_slices_are_reconstructed_and_the_result_equals_a_full_run():
+    torch.manual_seed(0)
+    cfg = small_config()
+    cfg.inference.precision = "fp32"
+    detector = Detector.from_model(AnomalyDiffusionModel(cfg), CPU)
+    subject = small_subjects(1)[0]
+    case = plant_lesion(subject.image, subject.brain_mask, "stroke", "T1", seed=3, spacing_mm=subject.spacing_mm)
+    changed = np.any(case.image_kji != subject.image, axis=(1, 2))
+    assert changed.any() and not changed.all()
+    clean = reconstruct_volume(detector.model, subject.image, subject.brain_mask, detector.cfg, CPU,
+                               precision=torch.float32).reconstruction
+    full = reconstruct_volume(detector.model, case.image_kji, case.brain_mask_kji, detector.cfg, CPU,
+                              precision=torch.float32).reconstruction
+    spliced = reconstruct_changed(detector, case.image_kji, case.brain_mask_kji, subject.image, clean)
+    assert np.allclose(spliced, full, atol=1e-5)
+    assert np.array_equal(spliced[~changed], clean[~changed])
+
+
+def test_zscore_validation_maps_leave_out_the_validated_subject():
+    subjects = small_subjects(4)
+    templates, real = subjects[:2], subjects[2:]
+    maps = _ZScoreMaps(templates, real, BenchmarkConfig(), PostprocessConfig())
+    with_all = maps.baseline(frozenset())
+    without = maps.baseline(frozenset({real[0].name}))
+    assert not np.allclose(with_all.mean_kji, without.mean_kji)
+    expected = np.mean([s.image for s in templates + real[1:]], axis=0)
+    assert np.allclose(without.mean_kji, expected, atol=1e-6)
+
+
+def test_evaluate_rule_report_carries_in_brain_metrics():
+    from contrastive_anomaly.data.volumes import Subject
+    from contrastive_anomaly.jobs.evaluate import rule_report
+    from contrastive_anomaly.scoring.volume_score import VolumeScore
+
+    brain = np.zeros((6, 12, 12), dtype=np.uint8)
+    brain[:, 2:10, 2:10] = 1
+    label = np.zeros_like(brain)
+    label[2:4, 4:7, 4:7] = 1
+    filtered = np.where(brain > 0, 0.1, 0.0).astype(np.float32) + 0.5 * label
+    score = VolumeScore(reconstruction=filtered, residual=filtered, filtered=filtered, mask=label > 0,
+                        threshold=0.3, processed_slices=6, batch_size=1, dtype="float32")
+    report = rule_report([Subject("s", filtered, brain, label=label)], [score], 0.3, PostprocessConfig(
+        max_removed_component_voxels=0))
+    assert report["in_brain"]["auroc"] == 1.0 and report["in_brain"]["auprc"] == 1.0
+    assert report["in_brain"]["prevalence"] == pytest.approx(18 / (6 * 64))
+    assert report["in_brain"]["floor"] == pytest.approx(2 * 18 / (18 + 6 * 64))
