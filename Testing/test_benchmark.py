@@ -132,8 +132,13 @@ def test_benchmark_command_parses_and_refuses_a_missing_corpus(tmp_path):
     parser = argparse.ArgumentParser()
     add_benchmark_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["benchmark", "--corpus", str(tmp_path / "none"), "--out", str(tmp_path / "o"),
-                              "--methods", "zscore", "--lesions-per-kind", "1"])
-    assert args.methods == "zscore" and args.lesions_per_kind == 1 and args.preset == "compact"
+                              "--kinds", "tumour,stroke", "--subjects", "robex_subject,colin27",
+                              "--lesions-per-kind", "1"])
+    assert args.kinds == "tumour,stroke" and args.lesions_per_kind == 1 and args.model is None
     with pytest.raises(ContrastiveAnomalyError, match="manifest"):
         run_benchmark_command(args, ProgressReporter("none"))
     assert not (tmp_path / "o").exists()
+    bad = parser.parse_args(["benchmark", "--corpus", str(tmp_path), "--out", str(tmp_path / "o"),
+                             "--kinds", "tumor"])
+    with pytest.raises(ContrastiveAnomalyError, match="unknown lesion kinds"):
+        run_benchmark_command(bad, ProgressReporter("none"))
