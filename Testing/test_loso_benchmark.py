@@ -108,3 +108,31 @@ def test_evaluate_rule_report_carries_in_brain_metrics():
     assert report["in_brain"]["auroc"] == 1.0 and report["in_brain"]["auprc"] == 1.0
     assert report["in_brain"]["prevalence"] == pytest.approx(18 / (6 * 64))
     assert report["in_brain"]["floor"] == pytest.approx(2 * 18 / (18 + 6 * 64))
+
+
+def test_outputs_are_written_together(tmp_path):
+    from types import SimpleNamespace
+
+    from contrastive_anomaly.jobs.lesion_benchmark.loso import LosoRequest, _means_over_folds, write_outputs
+
+    cfg = small_config()
+    rows = [{"method": m, "fold": f, "lesion_kind": "stroke", "test_cases": 1, "auroc": 0.7, "auprc": 0.2,
+             "prevalence": 0.04, "dice_rule_a": 0.3, "dice_rule_b": 0.2, "floor": 0.08, "lesion_ml": 12.0,
+             "ceiling": float("nan"), "healthy_fp_ml_rule_a": 3.0, "healthy_fp_ml_rule_b": 1.0,
+             "threshold_rule_a": 0.1, "threshold_rule_b": 0.2} for m in ("model", "zscore") for f in ("a", "b")]
+    summary = diag.summarise({"a": 0.05, "b": float("nan")})
+    diagnostics = {"model": "m", "healthy_error": {"templates": summary, "real": summary},
+                   "edge_energy_ratio": {"templates": summary, "real": summary},
+                   "copied_contrast": {"per_level": {"250": summary}, "ensemble": summary, "cases": 2,
+                                       "kinds": ["stroke"], "min_contrast": 0.05},
+                   "timing": {"total_s": 1.0, "model_s": 0.5, "healthy_volumes": 3, "lesion_cases": 2,
+                              "lesion_slices_reconstructed": 5, "slices_per_volume": 16, "precision": "float32"}}
+    detector = SimpleNamespace(folder="m", cfg=cfg)
+    subjects = small_subjects(2)
+    outputs = write_outputs(rows, _means_over_folds(rows), diagnostics, LosoRequest(corpus=tmp_path,
+                            out_dir=tmp_path / "out", command="contrastive-anomaly benchmark"), detector,
+                            subjects, subjects)
+    assert sorted(outputs) == ["diagnostics.json", "diagnostics.md", "results.csv", "results.md"]
+    text = (tmp_path / "out/results.md").read_text(encoding="utf-8")
+    assert "in-brain AUPRC" in text and "| model | 0.700 | 0.200 | 0.040 |" in text
+    assert "5.0%" in (tmp_path / "out/diagnostics.md").read_text(encoding="utf-8")

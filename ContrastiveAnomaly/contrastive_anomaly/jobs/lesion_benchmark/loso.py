@@ -262,13 +262,20 @@ def run_loso(request: LosoRequest, progress: ProgressReporter | None = None) -> 
                              "healthy_volumes": volumes_scored, "lesion_cases": len(cases),
                              "lesion_slices_reconstructed": slices_run, "slices_per_volume": int(cfg.grid.shape[2]),
                              "precision": str(detector.dtype).replace("torch.", "")}
+    return write_outputs(rows, means, diagnostics, request, detector, real, templates)
+
+
+def write_outputs(rows: list[dict[str, Any]], means: list[dict[str, Any]], diagnostics: dict[str, Any],
+                  request: LosoRequest, detector: Any, real: list[Subject], templates: list[Subject]
+                  ) -> dict[str, Path]:
+    """Write results.csv/md and diagnostics.json/md through a staging folder (all or nothing)."""
     from . import loso_report
 
     with staged_outputs(request.out_dir) as staging:
         written = [loso_report.write_csv(rows + means, staging / "results.csv"),
                    loso_report.write_markdown(means, rows, staging / "results.md", request, detector, real,
                                               templates, diagnostics),
-                   write_json_atomic(diagnostics, staging / "diagnostics.json", indent=2, sort_keys=True)]
+                   write_json_atomic(diagnostics, staging / "diagnostics.json", sort_keys=True)]
         (staging / "diagnostics.md").write_text(diag.diagnostics_markdown(diagnostics), encoding="utf-8")
         written.append(staging / "diagnostics.md")
     return {Path(p).name: request.out_dir / Path(p).name for p in written}
