@@ -9,7 +9,7 @@ import torch
 from contrastive_anomaly.config import BenchmarkConfig, PostprocessConfig
 from contrastive_anomaly.data.lesions import plant_lesion
 from contrastive_anomaly.jobs.lesion_benchmark import diagnostics as diag
-from contrastive_anomaly.jobs.lesion_benchmark.loso import _ZScoreMaps, reconstruct_changed
+from contrastive_anomaly.jobs.lesion_benchmark.loso import _NormalisedMaps, _ZScoreMaps, reconstruct_changed
 from contrastive_anomaly.method.diffusion_model import AnomalyDiffusionModel
 from contrastive_anomaly.scoring.brain_metrics import dice, in_brain_ranking, whole_brain_floor
 from contrastive_anomaly.scoring.detector import Detector
@@ -89,6 +89,20 @@ def test_zscore_validation_maps_leave_out_the_validated_subject():
     assert not np.allclose(with_all.mean_kji, without.mean_kji)
     expected = np.mean([s.image for s in templates + real[1:]], axis=0)
     assert np.allclose(without.mean_kji, expected, atol=1e-6)
+
+
+def test_normalisation_statistics_leave_out_the_held_out_and_validated_subjects():
+    rng = np.random.default_rng(0)
+    shape = (6, 10, 10)
+    brain = np.ones(shape, dtype=np.uint8)
+    healthy = {name: (rng.uniform(0, 0.1, shape).astype(np.float32), brain) for name in ("t1", "t2", "a", "b")}
+    healthy["b"] = (healthy["b"][0] + 0.5, brain)  # one real subject reconstructs much worse
+    settings = PostprocessConfig(normalisation_smoothing_vox=0.0, median_size=1, erosion_iterations=0)
+    maps = _NormalisedMaps(healthy, settings)
+    assert maps.stats(frozenset({"b"})).mean_kji.mean() < 0.1 < maps.stats(frozenset()).mean_kji.mean()
+    residual = healthy["a"][0]
+    assert not np.array_equal(maps.filtered(residual, brain, frozenset({"b"})),
+                              maps.filtered(residual, brain, frozenset()))
 
 
 def test_evaluate_rule_report_carries_in_brain_metrics():

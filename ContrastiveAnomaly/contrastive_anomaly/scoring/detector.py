@@ -61,11 +61,13 @@ class Detector:
                    dtype=resolve_precision(cfg.inference.precision, device))
 
     def with_overrides(self, *, seed: int | None = None, precision: Precision | None = None,
-                       threshold: float | None = None, fast: bool = False) -> Detector:
+                       threshold: float | None = None, fast: bool = False,
+                       residual_normalisation: str | None = None) -> Detector:
         """A Detector for one request: the same network, a fresh config copy with the given settings changed.
 
         ``threshold`` is in residual (normalised-intensity) units and replaces the calibrated one; ``fast`` keeps
-        only :func:`fast_levels` of the model's inference levels. ``self`` is never modified.
+        only :func:`fast_levels` of the model's inference levels; ``residual_normalisation="none"`` scores the plain
+        residual of a model calibrated with normalisation. ``self`` is never modified.
         """
         cfg = copy.deepcopy(self.cfg)  # nothing below may touch self.cfg, not even a nested object
         if seed is not None:
@@ -76,6 +78,8 @@ class Detector:
             cfg.inference.timestep_indices = fast_levels(cfg.inference.timestep_indices)
         if threshold is not None:
             cfg.postprocess.threshold = float(threshold)
+        if residual_normalisation is not None:
+            cfg.postprocess.residual_normalisation = residual_normalisation
         dtype = self.dtype if precision is None else resolve_precision(precision, self.device)
         return dataclasses.replace(self, cfg=cfg, dtype=dtype)
 

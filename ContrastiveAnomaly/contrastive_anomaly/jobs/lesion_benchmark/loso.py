@@ -15,6 +15,11 @@ Fold = one held-out real subject. Everything that is calibrated uses only the ot
   a subject ``v`` come from statistics without ``v`` as well (nested), so that its thresholds are not tuned on
   maps of its own training data.
 
+The learned model is reported twice: ``model`` (the method: the filtered residual) and ``model_normalised`` (beyond
+the paper: the residual normalised by voxel-wise healthy residual statistics, see
+:mod:`~contrastive_anomaly.scoring.normalisation`). Those statistics are fitted like the z-score's: on the templates'
+and the other real subjects' healthy residuals, nested for the validation maps.
+
 Per fold, method and lesion kind (tumour also as ``tumour_core``: core + rim without the oedema) the row holds the
 mean over the test cases of in-brain AUROC, AUPRC and lesion prevalence, Dice by rule A and rule B, the floor
 (Dice of flagging the whole brain), the ceiling (a perfect reconstruction, i.e. the clean pre-lesion image,
@@ -41,6 +46,7 @@ from ...runtime.progress import ProgressReporter
 from ...scoring.brain_metrics import dice, in_brain_ranking, whole_brain_floor
 from ...scoring.inference import reconstruct_volume
 from ...scoring.metrics import false_positive_volume_ml
+from ...scoring.normalisation import HealthyResidualStats
 from ...scoring.postprocess import binarize, filter_map
 from ...scoring.thresholds import best_dice_threshold, fpr_threshold
 from ...scoring.volume_score import score_reconstruction, score_volume
@@ -53,7 +59,8 @@ KIND_SEED_STRIDE = 1_000
 DEFAULT_KINDS = ("tumour", "stroke", "ms")
 COPY_KINDS = ("stroke", "ms", "control_intensity")  # no mass effect: the clean image is the subject's own scan
 CORE_SUFFIX = "_core"
-MODEL_METHOD, ZSCORE_METHOD = "model", "zscore"
+MODEL_METHOD, NORMALISED_METHOD, ZSCORE_METHOD = "model", "model_normalised", "zscore"
+METHODS = (MODEL_METHOD, NORMALISED_METHOD, ZSCORE_METHOD)
 
 
 @dataclass
@@ -85,6 +92,7 @@ class Case:
     clean: np.ndarray
     labels: dict[str, np.ndarray]  # label key (kind, or kind + "_core") -> uint8 mask
     filtered: dict[str, np.ndarray] = field(default_factory=dict)  # method -> filtered map
+    residual: np.ndarray | None = None  # |image - reconstruction| of the model, before any post-processing
     ceiling: np.ndarray | None = None  # the model pipeline's filtered map of a perfect reconstruction
     reconstruction: np.ndarray | None = None
 
@@ -199,6 +207,54 @@ class _ZScoreMaps:
         return self._maps[key]
 
 
+class _NormalisedMaps:
+    """Filtered normalised residual maps, with healthy statistics that leave out a given set of real subjects.
+
+    ``healthy`` maps each healthy scan's name to its (raw residual, brain mask); ``real_names`` are the ones a fold
+    may exclude (templates are always in the statistics)."""
+
+    def __init__(self, healthy: dict[str, tuple[np.ndarray, np.ndarray]], postprocess: PostprocessConfig) -> None:
+        self.healthy, self.postprocess = healthy, postprocess
+        self._stats: dict[frozenset, HealthyResidualStats] = {}
+        self._maps: dict[tuple[int, frozenset], np.ndarray] = {}
+
+    def stats(self, excluded: frozenset) -> HealthyResidualStats:
+        if excluded not in self._stats:
+            kept = [pair for name, pair in self.healthy.items() if name not in excluded]
+            self._stats[excluded] = HealthyResidualStats.fit([r for r, _ in kept], [m for _, m in kept],
+                                                             self.postprocess)
+        return self._stats[excluded]
+
+    def filtered(self, residual: np.ndarray, brain: np.ndarray, excluded: frozenset) -> np.ndarray:
+        key = (id(residual), excluded)
+        if key not in self._maps:
+            self._maps[key] = filter_map(self.stats(excluded).normalise(residual), brain, self.postprocess)
+        return self._maps[key]
+
+
+@dataclass
+class _MethodMaps:
+    """How one method's filtered map of a case or a healthy scan is obtained, leaving out ``excluded`` subjects."""
+
+    of_case: Any  # (case, excluded) -> filtered map
+    of_healthy: Any  # (subject, excluded) -> filtered map
+
+
+def _method_maps(zscore: _ZScoreMaps, normalised: _NormalisedMaps, healthy_filtered: dict[str, np.ndarray],
+                 healthy_residual: dict[str, np.ndarray]) -> dict[str, _MethodMaps]:
+    return {
+        MODEL_METHOD: _MethodMaps(lambda case, _: case.filtered[MODEL_METHOD],
+                                  lambda subject, _: healthy_filtered[subject.name]),
+        NORMALISED_METHOD: _MethodMaps(
+            lambda case, excluded: normalised.filtered(case.residual, case.brain, excluded),
+            lambda subject, excluded: normalised.filtered(healthy_residual[subject.name], subject.brain_mask,
+                                                          excluded)),
+        ZSCORE_METHOD: _MethodMaps(lambda case, excluded: zscore.filtered(case.image, case.brain, excluded),
+                                   lambda subject, excluded: zscore.filtered(subject.image, subject.brain_mask,
+                                                                             excluded)),
+    }
+
+
 def _mean_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for column in rows[0]:
@@ -220,18 +276,22 @@ def run_loso(request: LosoRequest, progress: ProgressReporter | None = None) -> 
     detector = load_detector(request.model, resolve_device(request.device))
     if request.precision:
         detector = detector.with_overrides(precision=request.precision)
+    # the "model" rows are the method itself; normalisation is measured separately with per-fold statistics
+    detector = detector.with_overrides(residual_normalisation="none")
     cfg, postprocess, settings = detector.cfg, detector.cfg.postprocess, request.settings
     with progress.stage("subjects"):
         templates, real, tissue = _load_subjects(request, cfg)
         cases = plant_cases(real, tissue, request, cfg.contrast)
     healthy_recon: dict[str, np.ndarray] = {}
     healthy_filtered: dict[str, np.ndarray] = {}
+    healthy_residual: dict[str, np.ndarray] = {}
     volumes_scored = 0
     model_started = time.perf_counter()
     with progress.stage("healthy scans", total=len(templates) + len(real)):
         for done, subject in enumerate(templates + real, start=1):
             score = score_volume(detector, subject.image, subject.brain_mask)
             healthy_recon[subject.name], healthy_filtered[subject.name] = score.reconstruction, score.filtered
+            healthy_residual[subject.name] = score.residual
             volumes_scored += 1
             progress.advance(done)
     by_name = {s.name: s for s in real}
@@ -241,19 +301,23 @@ def run_loso(request: LosoRequest, progress: ProgressReporter | None = None) -> 
             subject = by_name[case.subject]
             recon = reconstruct_changed(detector, case.image, case.brain, subject.image, healthy_recon[subject.name])
             slices_run += int(np.any(case.image != subject.image, axis=(1, 2)).sum())
-            case.filtered[MODEL_METHOD] = score_reconstruction(detector, case.image, case.brain, recon).filtered
+            scored = score_reconstruction(detector, case.image, case.brain, recon)
+            case.filtered[MODEL_METHOD], case.residual = scored.filtered, scored.residual
             case.ceiling = score_reconstruction(detector, case.image, case.brain, case.clean).filtered
             if case.kind in COPY_KINDS:
                 case.reconstruction = recon
             progress.advance(done)
     model_seconds = time.perf_counter() - model_started
     zscore = _ZScoreMaps(templates, real, settings, postprocess)
+    normalised = _NormalisedMaps({s.name: (healthy_residual[s.name], s.brain_mask) for s in templates + real},
+                                 postprocess)
+    maps = _method_maps(zscore, normalised, healthy_filtered, healthy_residual)
 
     rows: list[dict[str, Any]] = []
     with progress.stage("folds", total=len(real)):
         for fold_index, held_out in enumerate(real, start=1):
             others = [s for s in real if s.name != held_out.name]
-            rows += _fold_rows(held_out, others, cases, healthy_filtered, zscore, request, postprocess)
+            rows += _fold_rows(held_out, others, cases, maps, request, postprocess)
             progress.advance(fold_index)
     means = _means_over_folds(rows)
     with progress.stage("diagnostics"):
@@ -281,27 +345,25 @@ def write_outputs(rows: list[dict[str, Any]], means: list[dict[str, Any]], diagn
     return {Path(p).name: request.out_dir / Path(p).name for p in written}
 
 
-def _fold_rows(held_out: Subject, others: list[Subject], cases: list[Case], healthy_filtered: dict[str, np.ndarray],
-               zscore: _ZScoreMaps, request: LosoRequest, postprocess: PostprocessConfig) -> list[dict[str, Any]]:
+def _fold_rows(held_out: Subject, others: list[Subject], cases: list[Case], maps: dict[str, _MethodMaps],
+               request: LosoRequest, postprocess: PostprocessConfig) -> list[dict[str, Any]]:
     settings = request.settings
     test_cases = [c for c in cases if c.subject == held_out.name]
     val_cases = [c for c in cases if c.subject != held_out.name]
     exclude_test = frozenset({held_out.name})
-    for case in test_cases:
-        case.filtered[ZSCORE_METHOD] = zscore.filtered(case.image, case.brain, exclude_test)
-    healthy_test = {MODEL_METHOD: healthy_filtered[held_out.name],
-                    ZSCORE_METHOD: zscore.filtered(held_out.image, held_out.brain_mask, exclude_test)}
-    val_maps: dict[str, list[tuple[Case, np.ndarray]]] = {
-        MODEL_METHOD: [(c, c.filtered[MODEL_METHOD]) for c in val_cases],
-        ZSCORE_METHOD: [(c, zscore.filtered(c.image, c.brain, frozenset({held_out.name, c.subject})))
-                        for c in val_cases]}
-    healthy_val = {MODEL_METHOD: [healthy_filtered[s.name] for s in others],
-                   ZSCORE_METHOD: [zscore.filtered(s.image, s.brain_mask, frozenset({held_out.name, s.name}))
-                                   for s in others]}
+    for method, source in maps.items():
+        for case in test_cases:
+            case.filtered[method] = source.of_case(case, exclude_test)
+    healthy_test = {method: source.of_healthy(held_out, exclude_test) for method, source in maps.items()}
+    # a validation map of subject v comes from statistics without v too (nested), like the test maps
+    val_maps = {method: [(c, source.of_case(c, frozenset({held_out.name, c.subject}))) for c in val_cases]
+                for method, source in maps.items()}
+    healthy_val = {method: [source.of_healthy(s, frozenset({held_out.name, s.name})) for s in others]
+                   for method, source in maps.items()}
     brains_val = [s.brain_mask for s in others]
     rows = []
     model_threshold_a: dict[str, float] = {}
-    for method in (MODEL_METHOD, ZSCORE_METHOD):
+    for method in maps:
         threshold_b = fpr_threshold(healthy_val[method], brains_val, settings.rule_b_fpr)
         fp_b = false_positive_volume_ml(binarize(healthy_test[method], threshold_b, postprocess),
                                         held_out.spacing_mm)
