@@ -1,6 +1,6 @@
 """Raw phantom head scans for the ``fit`` tests: NIfTI files and DICOM series on their own (non-model) grids.
 
-The heads come from :mod:`contrastive_anomaly.data.phantom_head` (skull, scalp, folded cortex, ventricles), sampled
+The heads come from :mod:`contrastive_anomaly.data.phantoms` (skull, scalp, folded cortex, ventricles), sampled
 at 4 mm so that the real ``detect`` preprocessing (brain extraction, N4, registration) runs in seconds per scan.
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from contrastive_anomaly.config import ModelConfig
-from contrastive_anomaly.data.phantom_head import head_phantom
+from contrastive_anomaly.data.phantoms import head_phantom
 from engine_fixtures import small_config
 
 SCAN_SIZE = (48, 56, 48)

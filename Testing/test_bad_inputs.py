@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 
 from contrastive_anomaly.config import preset
-from contrastive_anomaly.data.phantom_head import head_phantom
+from contrastive_anomaly.data.phantoms import head_phantom
 from contrastive_anomaly.errors import InputError, RegistrationError
 from contrastive_anomaly.preprocess import prepare_volume
 from contrastive_anomaly.preprocess.validate import max_input_voxels, validate_image

@@ -77,6 +77,7 @@ def test_lesion_seeds_are_disjoint_and_leaks_are_refused():
         check_folds([leaky])
 
 
+@pytest.mark.slow
 def test_tiny_benchmark_end_to_end(tmp_path):
     torch.set_num_threads(1)
     settings = BenchmarkConfig(lesion_kinds=("ms", "control_intensity"), lesions_per_kind=1,

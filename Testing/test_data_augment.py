@@ -11,15 +11,15 @@ from monai.networks.layers import GaussianFilter
 from monai.transforms import Rand3DElastic
 
 from contrastive_anomaly.data.augment import AugmentationConfig, RealismAugmentation, _smoothed_uniform_noise_rms
-from contrastive_anomaly.data.phantom import brain_phantom
+from engine_fixtures import phantom_arrays
 
-SHAPE = (20, 32, 32)
+SHAPE_IJK = (32, 32, 20)
+SHAPE = SHAPE_IJK[::-1]  # KJI
 
 
 @pytest.fixture(scope="module")
 def phantom():
-    image, brain, tissue = brain_phantom(SHAPE, seed=0)
-    return image, brain, tissue
+    return phantom_arrays(SHAPE_IJK, seed=0)
 
 
 def test_deterministic_per_seed_in_range_and_masked(phantom):

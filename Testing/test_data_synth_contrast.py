@@ -9,7 +9,6 @@ import pytest
 import SimpleITK as sitk
 
 from contrastive_anomaly.data.augment import RealismAugmentation
-from contrastive_anomaly.data.phantom import brain_phantom
 from contrastive_anomaly.data.synth_contrast import (
     class_means,
     save_synthetic,
@@ -17,13 +16,15 @@ from contrastive_anomaly.data.synth_contrast import (
     tissue_maps_from_gm_wm,
     tissue_maps_from_image,
 )
+from engine_fixtures import phantom_arrays
 
-SHAPE = (16, 40, 40)
+SHAPE_IJK = (40, 40, 16)
+SHAPE = SHAPE_IJK[::-1]  # KJI
 
 
 @pytest.fixture(scope="module")
 def phantom():
-    return brain_phantom(SHAPE, seed=1)
+    return phantom_arrays(SHAPE_IJK, seed=1)
 
 
 @pytest.mark.parametrize(("contrast", "order"), [("T2", ("WM", "GM", "CSF")), ("PD", ("WM", "GM", "CSF")),

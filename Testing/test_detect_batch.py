@@ -69,6 +69,7 @@ def test_csv_list_with_relative_paths(tmp_path):
     assert item.scan_id == "first" and item.path == (scans / "scan0.nii.gz").resolve() and item.contrast == "T1"
 
 
+@pytest.mark.slow
 def test_detect_batch_with_ray_in_local_mode(trained_tiny_model, tmp_path):
     """The user command ``detect-batch --ray``, in its own process: Ray installs signal handlers that must not leak
     into the test session."""

@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 
 from contrastive_anomaly.cli.main import main
-from contrastive_anomaly.data.phantom_subjects import plant_sphere_lesion
+from contrastive_anomaly.data.phantoms import plant_sphere_lesion
 from contrastive_anomaly.data.volumes import Subject, write_subject
 from contrastive_anomaly.jobs.detect import OUTPUT_FILES
 from contrastive_anomaly.scoring.metrics import dice
@@ -151,7 +151,7 @@ def test_unwritable_output_folder_is_reported(trained_tiny_model, tmp_path, caps
 
 def test_detect_full_pipeline_on_an_oblique_non_ras_head(trained_tiny_model, tmp_path, capsys):
     """Raw head phantom (skull, oblique LPS-flipped grid, 3 mm): brain extraction, registration, model and return."""
-    from contrastive_anomaly.data.phantom_head import head_phantom, rotation_matrix
+    from contrastive_anomaly.data.phantoms import head_phantom, rotation_matrix
 
     direction = rotation_matrix((12.0, -8.0, 5.0)) @ np.diag([-1.0, 1.0, -1.0])
     phantom = head_phantom(size=(72, 80, 64), spacing=(3.0, 3.0, 3.0), direction=direction, seed=3)

@@ -7,7 +7,7 @@ import pytest
 import SimpleITK as sitk
 
 from contrastive_anomaly.config import preset
-from contrastive_anomaly.data.phantom_head import make_grid, make_head_phantom, rotation_matrix
+from contrastive_anomaly.data.phantoms import make_grid, make_head_phantom, rotation_matrix
 from contrastive_anomaly.preprocess import prepare_volume, to_native
 
 GEOMETRIES = {

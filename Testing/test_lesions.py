@@ -10,7 +10,7 @@ import SimpleITK as sitk
 
 from contrastive_anomaly.data.lesions import LESION_KINDS, plant_lesion, save_case
 from contrastive_anomaly.data.lesions.common import LesionConfig
-from contrastive_anomaly.data.phantom import brain_phantom
+from engine_fixtures import phantom_arrays
 
 CFG = LesionConfig()
 INTENSITY_KINDS = ("ms", "stroke", "control_intensity")
@@ -18,7 +18,7 @@ INTENSITY_KINDS = ("ms", "stroke", "control_intensity")
 
 @pytest.fixture(scope="module")
 def phantom():
-    return brain_phantom((50, 96, 96), seed=0)
+    return phantom_arrays((96, 96, 50), seed=0)
 
 
 @pytest.mark.parametrize("kind", INTENSITY_KINDS)
@@ -124,7 +124,7 @@ def test_intensity_control_sweep_option(phantom):
 
 
 def test_any_grid_and_gmm_tissue(phantom):
-    image, brain, _ = brain_phantom((24, 64, 64), seed=3)
+    image, brain, _ = phantom_arrays((64, 64, 24), seed=3)
     case = plant_lesion(image, brain, "ms", "T1", seed=9, spacing_mm=(3.0, 1.5, 1.5))
     assert case.params["tissue_source"] == "gmm" and case.params["spacing_mm_kji"] == [3.0, 1.5, 1.5]
     assert np.array_equal(case.image_kji != image, case.mask_kji == 1)

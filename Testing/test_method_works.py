@@ -6,13 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from contrastive_anomaly.data.phantom_subjects import plant_sphere_lesion
+from contrastive_anomaly.data.phantoms import plant_sphere_lesion
 from contrastive_anomaly.method.diffusion_model import AnomalyDiffusionModel
 from contrastive_anomaly.scoring.detector import Detector
 from contrastive_anomaly.scoring.metrics import auroc
 from contrastive_anomaly.scoring.volume_score import score_volume
 from contrastive_anomaly.training.loops import train_diffusion
 from engine_fixtures import small_config, small_subjects
+
+pytestmark = pytest.mark.slow  # trains a model for 60 steps
 
 # Required ratio of the mean filtered score inside the lesion to the mean over healthy brain voxels.
 MIN_LESION_TO_HEALTHY_RATIO = 2.0

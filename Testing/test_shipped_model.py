@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from conftest import registry_subjects
 
 from contrastive_anomaly.errors import CheckpointError
 from contrastive_anomaly.storage.checkpoint import WEIGHTS_FILE, sha256_of, verify_model_folder
 from contrastive_anomaly.storage.registry import BUILTIN_MODELS_DIR, list_models, resolve_model
 
-ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = BUILTIN_MODELS_DIR / "t1-compact"
 # Stated in models/MODEL_CARD.md ("Floors checked by the tests").
 DEMO_DICE_FLOOR = 0.10
@@ -58,24 +58,28 @@ def test_tampered_copy_is_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    from contrastive_anomaly.jobs.demo import run_demo
+    from contrastive_anomaly.jobs.demo import DEMO_SUBJECT, run_demo
 
     root = tmp_path_factory.mktemp("demo")
-    summary = run_demo(ROOT / "data" / "registry", root / "out", device="cpu")
+    summary = run_demo(registry_subjects(DEMO_SUBJECT[0]), root / "out", device="cpu")
     return summary
 
 
+@pytest.mark.slow
+@pytest.mark.network
 def test_planted_lesion_in_held_out_brain_is_found(demo_run):
     assert demo_run["dice"] >= DEMO_DICE_FLOOR, demo_run["dice"]
     assert Path(demo_run["outputs"]["overview"]).is_file()
     assert Path(demo_run["outputs"]["segmentation"]).is_file()
 
 
+@pytest.mark.slow
+@pytest.mark.network
 def test_healthy_held_out_brain_has_little_false_positive_volume(tmp_path):
-    from contrastive_anomaly.jobs.demo import demo_scan
+    from contrastive_anomaly.jobs.demo import DEMO_SUBJECT, demo_scan
     from contrastive_anomaly.jobs.detect import DetectRequest, detect
 
-    scan, _ = demo_scan(ROOT / "data" / "registry")
+    scan, _ = demo_scan(registry_subjects(DEMO_SUBJECT[0]))
     sitk.WriteImage(scan, str(tmp_path / "healthy.nii.gz"))
     summary = detect(DetectRequest(input=tmp_path / "healthy.nii.gz", out_dir=tmp_path / "out", device="cpu"))
     assert summary["total_volume_ml"] < HEALTHY_FALSE_POSITIVE_ML, json.dumps(summary["regions"][:3])

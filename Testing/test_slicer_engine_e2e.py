@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 pytest.importorskip("slicer_core", reason="needs PyPI slicer-core")
-pytest.importorskip("contrastive_anomaly.data.phantom_subjects")
+pytest.importorskip("contrastive_anomaly.data.phantoms")
 
 import slicer.util  # noqa: E402
 
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_slicer_bridge import Mrml  # noqa: E402
 
 from contrastive_anomaly.config import GridConfig  # noqa: E402
-from contrastive_anomaly.data.phantom_subjects import make_phantom, plant_sphere_lesion  # noqa: E402
+from contrastive_anomaly.data.phantoms import brain_phantom, plant_sphere_lesion  # noqa: E402
 from contrastive_anomaly.storage import registry as model_registry  # noqa: E402
 from ContrastiveAnomalyLib import appearance, findings, process, slicer_bridge  # noqa: E402
 
@@ -54,7 +54,7 @@ def model_folder(request) -> Path:
 
 def phantom_input(mrml: Mrml):
     grid = GridConfig()
-    subject = make_phantom(grid.shape, seed=5)
+    subject = brain_phantom(grid.shape, seed=5, spacing_mm=grid.spacing_mm)
     image, _ = plant_sphere_lesion(subject.image, subject.brain_mask, 4.0, 1.0, seed=5)
     spacing = grid.spacing_mm
     return mrml.volume(image, "phantom", np.diag([-spacing, -spacing, spacing, 1.0]))

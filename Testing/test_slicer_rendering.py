@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.slow,
 def detected(tmp_path_factory) -> tuple[Path, Path]:
     """The shipped default model on the engine's head phantom with a bright sphere planted in the brain."""
     from contrastive_anomaly.cli.main import main
-    from contrastive_anomaly.data.phantom_head import head_phantom
+    from contrastive_anomaly.data.phantoms import head_phantom
 
     root = tmp_path_factory.mktemp("render")
     phantom = head_phantom(seed=3)

@@ -22,7 +22,7 @@ from sklearn.mixture import GaussianMixture
 
 from contrastive_anomaly.data.augment import RealismAugmentation
 from contrastive_anomaly.data.lesions import LESION_KINDS, plant_lesion
-from contrastive_anomaly.data.phantom import brain_phantom
+from contrastive_anomaly.data.phantoms import brain_phantom
 from contrastive_anomaly.data.synth_contrast import synthesize_contrast
 
 REPEATS = 3
@@ -53,7 +53,8 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=Path("data/registry"))
     args = parser.parse_args()
     torch.set_num_threads(1)
-    image, brain, tissue = brain_phantom((50, 96, 96))
+    p = brain_phantom((96, 96, 50))
+    image, brain, tissue = p.image, p.brain_mask, p.tissue
     augment = RealismAugmentation()
     print(f"augmentation, one 50x96x96 volume: {_time(lambda s: augment(image, s, brain)):.2f} s")
     print(f"synthetic T2 from tissue maps:     {_time(lambda s: synthesize_contrast(tissue, 'T2', s, brain)):.2f} s")

@@ -29,7 +29,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from contrastive_anomaly.config import preset
-from contrastive_anomaly.data.phantom_subjects import make_phantom
+from contrastive_anomaly.data.phantoms import brain_phantom
 from contrastive_anomaly.method.diffusion_model import AnomalyDiffusionModel
 from contrastive_anomaly.runtime.precision import cpu_description
 from contrastive_anomaly.scoring.inference import reconstruct_volume
@@ -106,7 +106,7 @@ def model_stage(device: torch.device, repeats: int) -> dict:
     model, cfg = paper_model(device)
     cfg.inference.skip_empty_slices = False  # exactly 50 slices x 3 levels
     cfg.inference.memory_budget_mb = 2048 if device.type == "cpu" else 40_000
-    phantom = make_phantom(cfg.grid.shape, seed=0)
+    phantom = brain_phantom(cfg.grid.shape, seed=0, spacing_mm=cfg.grid.spacing_mm)
     flops = model_flops(model, cfg, device, phantom.image.shape[0], len(cfg.inference.timestep_indices))
     variants = {"fp32 eager (baseline)": torch.float32, "bf16 autocast": torch.bfloat16}
     times: dict[str, list[float]] = {name: [] for name in variants}
@@ -147,7 +147,7 @@ def model_stage(device: torch.device, repeats: int) -> dict:
 
 
 def end_to_end(model: str, repeats: int) -> dict:
-    from contrastive_anomaly.data.phantom_head import head_phantom
+    from contrastive_anomaly.data.phantoms import head_phantom
 
     with tempfile.TemporaryDirectory() as work:
         scan = Path(work) / "head_1mm.nii.gz"

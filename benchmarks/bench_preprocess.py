@@ -24,7 +24,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from contrastive_anomaly.config import preset
-from contrastive_anomaly.data.phantom_head import head_phantom
+from contrastive_anomaly.data.phantoms import head_phantom
 from contrastive_anomaly.preprocess import prepare_volume, to_native
 from contrastive_anomaly.scoring.metrics import dice as mask_dice
 

@@ -46,7 +46,7 @@ class SelfTestCases:
         """The engine's head phantom as a volume node, under a translation transform."""
         import SimpleITK as sitk
 
-        from contrastive_anomaly.data.phantom_head import head_phantom
+        from contrastive_anomaly.data.phantoms import head_phantom
 
         phantom = head_phantom(seed=SELF_TEST_SEED)
         folder = Path(tempfile.mkdtemp(prefix="ContrastiveAnomalyTest-"))

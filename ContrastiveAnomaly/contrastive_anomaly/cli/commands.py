@@ -41,7 +41,7 @@ def _training_subjects(args: argparse.Namespace, cfg: ModelConfig):
         described = {"source": str(args.data), "subjects": [s.name for s in subjects]}
     else:
         subjects = phantom_subjects(args.phantoms, cfg.grid.shape, contrast=cfg.contrast)
-        described = {"source": "synthetic phantoms (contrastive_anomaly.data.phantom_subjects)",
+        described = {"source": "synthetic phantoms (contrastive_anomaly.data.phantoms)",
                      "subjects": args.phantoms}
     if args.val_data is not None:
         val = read_volume_folder(args.val_data)

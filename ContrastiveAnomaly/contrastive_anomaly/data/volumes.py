@@ -16,7 +16,7 @@ import SimpleITK as sitk
 
 from ..errors import InputError
 from ..storage.files import VOLUME_SUFFIXES
-from .phantom_subjects import make_phantom
+from .phantoms import brain_phantom
 
 
 @dataclass
@@ -74,11 +74,11 @@ def read_volume_folder(folder: str | Path) -> list[Subject]:
 
 def phantom_subjects(count: int, shape_ijk: tuple[int, int, int], first_seed: int = 0,
                      contrast: str = "T1") -> list[Subject]:
-    """Synthetic healthy subjects (see :mod:`contrastive_anomaly.data.phantom_subjects`), for smoke runs without
-    data."""
+    """Synthetic healthy subjects (:func:`contrastive_anomaly.data.phantoms.brain_phantom`, seeds ``first_seed`` …),
+    for smoke runs and tests without data."""
     subjects = []
     for seed in range(first_seed, first_seed + count):
-        phantom = make_phantom(shape_ijk, seed=seed, contrast=contrast)
+        phantom = brain_phantom(shape_ijk, seed=seed, contrast=contrast)
         subjects.append(Subject(name=f"phantom-{seed:03d}", image=phantom.image, brain_mask=phantom.brain_mask,
                                 metadata={"synthetic": True}))
     return subjects

@@ -26,7 +26,7 @@ from ...config import BenchmarkConfig, ModelConfig, PostprocessConfig
 from ...data.volumes import Subject
 from ...errors import InputError
 from ...runtime.progress import ProgressReporter
-from ...scoring.postprocess import binarize, effective_threshold, filter_map
+from ...scoring.postprocess import effective_threshold, postprocess_residual
 from ...scoring.volume_score import VolumeScore, score_volume
 
 METHODS = ("ddpm", "cddpm", "contrastive", "zscore")
@@ -74,11 +74,10 @@ class ZScoreBaseline:
 
         def score(subject: Subject) -> VolumeScore:
             raw = self.anomaly_map(subject.image)
-            filtered = filter_map(raw, subject.brain_mask, postprocess)
-            threshold = effective_threshold(postprocess)
-            return VolumeScore(reconstruction=self.mean_kji, residual=raw, filtered=filtered,
-                               mask=binarize(filtered, threshold, postprocess), threshold=threshold,
-                               processed_slices=int(raw.shape[0]), batch_size=1, dtype="float32")
+            filtered, mask = postprocess_residual(raw, subject.brain_mask, postprocess)
+            return VolumeScore(reconstruction=self.mean_kji, residual=raw, filtered=filtered, mask=mask,
+                               threshold=effective_threshold(postprocess), processed_slices=int(raw.shape[0]),
+                               batch_size=1, dtype="float32")
 
         return score
 
