@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .atomic import write_text_atomic
+
 Contrast = Literal["T1", "T2", "FLAIR", "PD"]
 CONTRASTS: tuple[Contrast, ...] = typing.get_args(Contrast)  # the one list of contrasts (CLI choices, panel, checks)
 Precision = Literal["auto", "bf16", "fp32"]
@@ -353,8 +355,6 @@ class ModelConfig:
 
     def save(self, path: str | Path) -> None:
         """Write ``config.json`` atomically (never half-written)."""
-        from .storage.files import write_text_atomic  # lazy: keeps this module free of SimpleITK
-
         write_text_atomic(self.to_json() + "\n", path)
 
     @classmethod

@@ -3,13 +3,14 @@
 Geometry is SimpleITK's: origin, spacing and direction in **LPS** physical space (mm). Arrays obtained with
 ``SimpleITK.GetArrayFromImage`` are **KJI**. Every file the engine writes (images, JSON, CSV, weights, configs,
 segmentations, corpus files) goes through :func:`atomic_write`: written under a temporary name in the target
-folder and renamed when complete, so a crash or a cancel never leaves a half-written result.
+folder and renamed when complete, so a crash or a cancel never leaves a half-written result. The writer itself lives
+in the dependency-free :mod:`contrastive_anomaly.atomic` (so that ``config.py`` can use it too) and is re-exported
+here with the image and CSV writers built on it.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 import tempfile
@@ -21,7 +22,11 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
+from ..atomic import atomic_write, write_json_atomic, write_text_atomic
 from ..errors import InputError, OutputError
+
+__all__ = ["atomic_write", "write_text_atomic", "write_json_atomic", "write_csv_atomic", "write_image_atomic",
+           "read_image", "image_from_array", "check_writable_folder", "staged_outputs", "VOLUME_SUFFIXES"]
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 
@@ -57,62 +62,6 @@ def squeeze_trailing_singleton(image: sitk.Image) -> sitk.Image:
         size[3] = 0
         return sitk.Extract(image, size, [0, 0, 0, 0])
     return image
-
-
-def _default_file_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-def _format_suffix(path: Path) -> str:
-    """The suffix a writer looks at to pick the format: ``.nii.gz``/``.seg.nrrd`` as a pair, else the last one."""
-    pair = "".join(path.suffixes[-2:])
-    return pair if pair.lower() in (".nii.gz", ".seg.nrrd") else path.suffix
-
-
-@contextmanager
-def atomic_write(path: str | Path) -> Iterator[Path]:
-    """The one way the engine writes a file: yield a temporary path next to ``path``, rename it onto ``path`` when
-    the block finishes, delete it when the block raises.
-
-    The temporary name is hidden (``.<name>.<random>.partial<suffix>``) and keeps the format suffix, so writers
-    that choose the format from the extension (SimpleITK, slicerio, safetensors) work unchanged. The file gets
-    ordinary permissions (mkstemp makes 0600 files). An :class:`OSError` while creating, writing or renaming
-    becomes one :class:`OutputError` line; any other exception is re-raised as it is, and ``path`` is never left
-    half-written.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".partial{_format_suffix(path)}",
-                                    dir=path.parent)
-        os.close(fd)
-    except OSError as exc:
-        raise OutputError(f"cannot write to {path.parent}: {exc.strerror or exc}") from None
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.chmod(tmp, _default_file_mode())
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_text_atomic(text: str, path: str | Path) -> Path:
-    """Write UTF-8 ``text`` to ``path`` through :func:`atomic_write`."""
-    with atomic_write(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return Path(path)
-
-
-def write_json_atomic(payload: Any, path: str | Path, **dumps_options: Any) -> Path:
-    """Write ``payload`` as indented JSON (plus a final newline) through :func:`atomic_write`.
-
-    ``dumps_options`` go to :func:`json.dumps` (for example ``sort_keys=True`` or ``default=str``)."""
-    return write_text_atomic(json.dumps(payload, indent=2, **dumps_options) + "\n", path)
 
 
 def image_from_array(array_kji: np.ndarray, reference: sitk.Image) -> sitk.Image:
