@@ -161,7 +161,7 @@ def test_bad_arguments(phantom):
 def test_intensity_control_stays_visible_on_bright_tissue():
     # WM at 0.9: brightening by up to 60 % used to be clipped at 1.0 (a change of at most 0.1, i.e. nearly
     # invisible); the control now darkens instead, so the painted change is the sampled fraction.
-    image, brain, tissue = brain_phantom((50, 96, 96), seed=0)
+    image, brain, tissue = phantom_arrays((96, 96, 50), seed=0)
     image = np.where(brain > 0, np.clip(image * 0.9 / np.median(image[tissue[2] > 0.9]), 0, 1), 0).astype(np.float32)
     for seed in range(4):
         case = plant_lesion(image, brain, "control_intensity", "T1", seed=seed, tissue=tissue)

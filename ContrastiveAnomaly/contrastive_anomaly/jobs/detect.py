@@ -38,7 +38,7 @@ from ..scoring.detector import Detector, load_detector
 from ..scoring.regions import regions_summary
 from ..scoring.threshold_index import ThresholdIndex, ijk_to_lps_of, native_mask
 from ..scoring.volume_score import score_volume
-from ..storage.files import image_from_array, staged_outputs, write_image_atomic, write_json_atomic
+from ..storage.files import image_from_array, jsonable, staged_outputs, write_image_atomic, write_json_atomic
 from ..storage.segmentation import write_anomaly_segmentation
 from .coverage import coverage_warning, scored_coverage
 
@@ -141,7 +141,7 @@ def detect(request: DetectRequest, progress: ProgressReporter | None = None,
         "inference": {"device": str(detector.device), "dtype": scored.dtype, "batch_size": scored.batch_size,
                       "slices": scored.processed_slices, "seed": cfg.inference.seed,
                       "precision": precision, "precision_requested": cfg.inference.precision},
-        "qc": _jsonable(prepared.qc),
+        "qc": jsonable(prepared.qc),
         "warnings": list(progress.warnings),
         "engine_version": __version__,
         "units": "anomaly scores are |input - reconstruction| in normalised intensity (brain 1st-99th pct -> 0-1)",
@@ -163,14 +163,3 @@ def detect(request: DetectRequest, progress: ProgressReporter | None = None,
                     total_volume_ml=summary["total_volume_ml"])
     summary["outputs"] = outputs
     return summary
-
-
-def _jsonable(value: Any) -> Any:
-    """QC dicts may hold numpy scalars or tuples; make them JSON-friendly."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

@@ -26,7 +26,7 @@ from ..atomic import atomic_write, write_json_atomic, write_text_atomic
 from ..errors import InputError, OutputError
 
 __all__ = ["atomic_write", "write_text_atomic", "write_json_atomic", "write_csv_atomic", "write_image_atomic",
-           "read_image", "image_from_array", "check_writable_folder", "staged_outputs", "VOLUME_SUFFIXES"]
+           "read_image", "image_from_array", "jsonable", "check_writable_folder", "staged_outputs", "VOLUME_SUFFIXES"]
 
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
 
@@ -69,6 +69,17 @@ def image_from_array(array_kji: np.ndarray, reference: sitk.Image) -> sitk.Image
     image = sitk.GetImageFromArray(array_kji)
     image.CopyInformation(reference)
     return image
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with numpy scalars turned into Python numbers, tuples into lists and keys into strings (for JSON)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def write_csv_atomic(rows: Sequence[Mapping[str, Any]], columns: Sequence[str], path: str | Path) -> Path:

@@ -19,16 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import SimpleITK as sitk
 
 from ... import __version__
 from ...config import ModelConfig
+from ...data.corpus_preprocess import model_grid_image
 from ...data.sources import ScanSource
 from ...data.volumes import Subject, read_subject_folder
 from ...errors import ContrastiveAnomalyError
 from ...preprocess import prepare_file
 from ...runtime.progress import ProgressReporter
-from ...storage.files import write_image_atomic
+from ...storage.files import jsonable, write_image_atomic
 from .files import (
     content_sha256,
     new_staging_folder,
@@ -95,25 +95,6 @@ def _from_record(scan: ScanSource, folder: Path, record: dict[str, Any]) -> Cach
                       seconds=float(record.get("seconds", 0.0)), folder=folder)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _model_grid_image(array_kji: np.ndarray, reference: sitk.Image | None, spacing_mm: float) -> sitk.Image:
-    image = sitk.GetImageFromArray(array_kji)
-    if reference is not None:
-        image.CopyInformation(reference)
-    else:
-        image.SetSpacing([float(spacing_mm)] * 3)
-    return image
-
-
 def _one_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0][:200] if text else type(error).__name__
@@ -131,11 +112,11 @@ def _preprocess_one(scan: ScanSource, sha256: str, key: str, cfg: ModelConfig, t
         prepared = prepare_file(scan.path, cfg, series_uid=scan.series_uid, contrast=cfg.contrast,
                                 progress=ProgressReporter("none"))
         grid = prepared.model_grid
-        write_image_atomic(_model_grid_image(prepared.image_kji.astype(np.float32), grid, cfg.grid.spacing_mm),
+        write_image_atomic(model_grid_image(prepared.image_kji.astype(np.float32), cfg.grid.spacing_mm, grid),
                            staging / IMAGE_FILE)
-        write_image_atomic(_model_grid_image(prepared.brain_mask_kji.astype(np.uint8), grid, cfg.grid.spacing_mm),
+        write_image_atomic(model_grid_image(prepared.brain_mask_kji.astype(np.uint8), cfg.grid.spacing_mm, grid),
                            staging / MASK_FILE)
-        record.update(status="ok", qc=_jsonable(prepared.qc), warnings=list(prepared.warnings),
+        record.update(status="ok", qc=jsonable(prepared.qc), warnings=list(prepared.warnings),
                       timings_s={k: round(v, 3) for k, v in prepared.timings_s.items()})
     except (ContrastiveAnomalyError, RuntimeError, ValueError, OSError, MemoryError) as exc:
         # one unreadable or misaligned scan must not stop the fit: it is recorded and skipped
