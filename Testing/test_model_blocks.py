@@ -3,8 +3,6 @@ stage-2 model (docs/METHOD.md §3, §4, §12). Uses the ``tiny`` preset except f
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 from monai.networks.nets import DiffusionModelUNet
@@ -219,11 +217,9 @@ def test_paper_unet_size_and_flops() -> None:
     parameters = sum(p.numel() for p in unet.parameters())
     assert 35e6 <= parameters <= 45e6
     x, t, c = torch.zeros(1, 1, 96, 96), torch.tensor([499]), torch.zeros(1, cfg.encoder.condition_dim)
-    start = time.perf_counter()
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False)  # no timing assertion here: speed is measured in benchmarks/
     with torch.no_grad(), counter:
         unet(x, t, c)
-    assert time.perf_counter() - start < 20.0
     assert 140e9 <= counter.get_total_flops() <= 165e9
 
 
