@@ -173,8 +173,9 @@ def test_detect_full_pipeline_on_an_oblique_non_ras_head(trained_tiny_model, tmp
     from contrastive_anomaly.scoring.threshold_index import ThresholdIndex, native_mask
 
     summary = json.loads((out / OUTPUT_FILES["summary"]).read_text(encoding="utf-8"))
-    index = ThresholdIndex.load(out / OUTPUT_FILES["threshold_index"])
     model_index = sitk.GetArrayFromImage(sitk.ReadImage(str(out / OUTPUT_FILES["model_index"])))
+    native_map = sitk.GetArrayFromImage(sitk.ReadImage(str(out / OUTPUT_FILES["anomaly_map"])))
+    index = ThresholdIndex.load(out / OUTPUT_FILES["threshold_index"]).with_native(model_index, native_map)
     mask_file = sitk.GetArrayFromImage(sitk.ReadImage(str(out / OUTPUT_FILES["mask"]))) > 0
     again = native_mask(index.model_mask(summary["threshold"]), model_index)
     assert np.array_equal(again, mask_file)

@@ -17,7 +17,7 @@ from conftest import registry_subjects
 
 from contrastive_anomaly.errors import CheckpointError
 from contrastive_anomaly.storage.checkpoint import WEIGHTS_FILE, sha256_of, verify_model_folder
-from contrastive_anomaly.storage.registry import BUILTIN_MODELS_DIR, list_models, resolve_model
+from contrastive_anomaly.storage.registry import BUILTIN_MODELS_DIR, list_models, model_card_text, resolve_model
 
 DEFAULT_MODEL = BUILTIN_MODELS_DIR / "t1-compact"
 # Stated in models/MODEL_CARD.md ("Floors checked by the tests").
@@ -33,6 +33,16 @@ def test_registry_lists_the_default_model_with_matching_checksum(tmp_path):
     verify_model_folder(DEFAULT_MODEL)
     total_mb = sum(f.stat().st_size for f in BUILTIN_MODELS_DIR.rglob("*.safetensors")) / 2**20
     assert total_mb <= 40
+
+
+def test_shipped_model_carries_its_card(tmp_path):
+    """The panel's model tooltip and 'models show' read the card from the model folder; it is the repository's
+    models/MODEL_CARD.md (tools/build_default_model.sh copies it there)."""
+    default = next(entry for entry in list_models(user_dir=tmp_path) if entry.default)
+    assert default.card == DEFAULT_MODEL / "MODEL_CARD.md"
+    text = model_card_text(default)
+    assert text == (ROOT / "models" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert text.startswith(f"# Model card: `{default.name}`")
 
 
 def test_shipped_weights_load_strictly():

@@ -257,3 +257,34 @@ def test_brain_mask_is_written_on_the_input_grid(mrml, tmp_path):
     labelmap_path = slicer_bridge.save_labelmap(mrml.scene, mrml.segmentations_logic, mask_segmentation, input_node,
                                                 tmp_path / "labelmap.nii.gz")
     np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(labelmap_path))) > 0, blob_mask())
+
+
+def test_engine_mask_lands_on_the_same_voxels_when_slicer_reverses_a_left_handed_file(mrml, tmp_path):
+    """A NIfTI with a left-handed axis frame: Slicer's reader reverses K (and fixes the matrix), SimpleITK does not.
+    The engine's KJI mask, re-indexed with the engine's IJK-to-RAS, must mark the same physical voxels (the cause
+    of the outline missing from the rendered views: the mask was written in the engine's order)."""
+    array = np.zeros(SHAPE_KJI, np.float32)
+    array[1, 2:4, 3:6] = 1.0  # off-centre in K, so a reversed K lands elsewhere
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((1.5, 1.5, 2.0))
+    image.SetOrigin((-84.0, 102.5, -138.25))
+    image.SetDirection((1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0))  # determinant -1
+    path = tmp_path / "left_handed.nii.gz"
+    sitk.WriteImage(image, str(path))
+    storage = mrml.scene.AddNewNodeByClass("vtkMRMLVolumeArchetypeStorageNode")
+    volume = mrml.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "scan")
+    storage.SetFileName(str(path))
+    assert storage.ReadData(volume)
+    slicer_array = slicer.util.arrayFromVolume(volume)
+    engine_ijk_to_ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.array([
+        [1.5, 0.0, 0.0, -84.0], [0.0, -1.5, 0.0, 102.5], [0.0, 0.0, 2.0, -138.25], [0.0, 0.0, 0.0, 1.0]])
+    mask = array > 0
+    reordered = slicer_bridge.in_volume_voxel_order(mask, engine_ijk_to_ras, volume)
+    assert reordered.shape == slicer_array.shape and reordered.sum() == mask.sum()
+    assert np.array_equal(reordered, slicer_array > 0)  # same voxels as Slicer's own reading of the same file
+    if not np.allclose(slicer_bridge.ijk_to_ras(volume), engine_ijk_to_ras):
+        assert not np.array_equal(mask, slicer_array > 0)  # without re-indexing the mask would be elsewhere
+    shifted = engine_ijk_to_ras.copy()
+    shifted[2, 3] += 2.0
+    with pytest.raises(ValueError, match="shifted"):
+        slicer_bridge.in_volume_voxel_order(mask, shifted, volume)

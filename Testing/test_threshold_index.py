@@ -73,3 +73,39 @@ def test_save_load_round_trip_and_monotone(tmp_path):
     np.savez(tmp_path / "other.npz", x=np.zeros(2))
     with pytest.raises(ValueError, match="not a threshold index"):
         ThresholdIndex.load(tmp_path / "other.npz")
+
+
+@pytest.mark.parametrize("threshold", [0.3, 0.5])
+def test_detect_measures_without_native_sums_the_same_regions(threshold, tmp_path):
+    """detect's path (model-grid part only, regions from the native voxels in the mask) equals the panel's path
+    (native sums added at load), and the file detect writes is the model-grid part only."""
+    filtered, index, native_map, ijk_to_lps = make_case(2)
+    light = ThresholdIndex.on_model_grid(filtered, ijk_to_lps, max_removed_component_voxels=3, connectivity=26)
+    assert light.native is None
+    mask = light.model_mask(threshold)
+    direct = light.regions_from_native(mask, index, native_map)
+    loaded = ThresholdIndex.load(light.save(tmp_path / "index.npz"))
+    assert loaded.native is None
+    with pytest.raises(ValueError, match="no native sums"):
+        loaded.regions(threshold)
+    panel = loaded.with_native(index, native_map).regions(threshold)
+    assert len(direct) == len(panel) > 0
+    for a, b in zip(direct, panel, strict=True):
+        assert a.voxel_count == b.voxel_count and a.peak_score == b.peak_score
+        assert a.mean_score == pytest.approx(b.mean_score, rel=1e-12)
+        np.testing.assert_allclose(a.centroid_ras_mm, b.centroid_ras_mm, rtol=1e-12)
+
+
+def test_native_sums_do_not_depend_on_the_chunking(monkeypatch):
+    from contrastive_anomaly.scoring import threshold_index
+
+    filtered, index, native_map, ijk_to_lps = make_case(3)
+    whole = ThresholdIndex.build(filtered, index, native_map, ijk_to_lps, max_removed_component_voxels=2,
+                                 connectivity=6).native
+    monkeypatch.setattr(threshold_index, "CHUNK_SLICES", 3)
+    chunked = ThresholdIndex.build(filtered, index, native_map, ijk_to_lps, max_removed_component_voxels=2,
+                                   connectivity=6).native
+    assert np.array_equal(whole.count, chunked.count) and np.array_equal(whole.map_max, chunked.map_max)
+    np.testing.assert_allclose(whole.map_sum, chunked.map_sum, rtol=1e-12)
+    np.testing.assert_allclose(whole.ijk_sum, chunked.ijk_sum, rtol=1e-12)
+    assert whole.count.sum() == (index > 0).sum()

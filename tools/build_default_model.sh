@@ -14,4 +14,6 @@ contrastive-anomaly train "${common[@]}" --steps "$S2" --validate-every 100 --en
 # Rule B threshold: 1 % voxel FPR on the healthy validation subject (ITK k-means T1) and its augmented copies.
 contrastive-anomaly calibrate --model "$RUN/ddpm/best" --healthy data/bank/val --target-fpr 0.01 --half \
   --out ContrastiveAnomaly/contrastive_anomaly/resources/models/t1-compact
+# the card travels with the weights (the panel's model tooltip and 'models show' read it from the model folder)
+cp models/MODEL_CARD.md ContrastiveAnomaly/contrastive_anomaly/resources/models/t1-compact/MODEL_CARD.md
 python tools/register_model.py ContrastiveAnomaly/contrastive_anomaly/resources/models/t1-compact --name t1-compact --default

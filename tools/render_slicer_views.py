@@ -6,9 +6,11 @@ needs a venv of its own (it pins ``slicer-core==5.11.0.*``) and an OpenGL withou
 ``slicer_bridge.load_result_volume`` / ``style_anomaly_map`` / ``create_anomaly_segmentation`` /
 ``set_segment_mask`` and the panel's ``findings.ResultIndex`` for the mask at the engine's threshold.
 
-Known gap: with trame-slicer 2.0 (slicer-core 5.11) the "Anomaly" segment is not drawn in these views (the 2D
-segmentation pipeline logs "No LookupTable was set"); the map and both volumes are. ``Testing/test_slicer_rendering.py``
-marks the outline check as an expected failure until that is solved.
+The engine's mask is re-indexed into Slicer's voxel order before it goes into the segment
+(``slicer_bridge.in_volume_voxel_order``): for a NIfTI whose axes form a left-handed frame Slicer's reader reverses K
+while SimpleITK does not, and a mask written in the engine's order would land on other slices (it then lay outside the
+displayed slice, so no outline was drawn). The "No LookupTable was set" lines that trame-slicer logs come from the
+volume layers' colour pipelines, not from the segment, and do not change the picture.
 
 Output: one PNG with two linked axial views, as the panel's *Compare* shows them: the scan with the anomaly map and
 the "Anomaly" outline | the pseudo-healthy reconstruction. Slicer draws axial views in radiological convention
@@ -68,9 +70,12 @@ def render(scan: Path, result_dir: Path, out: Path, slice_ras: float | None = No
     slicer_bridge.style_anomaly_map(scene, anomaly_map, threshold)
     views = [app.view_manager.create_view(ViewLayoutDefinition.axial_view(name)) for name in ("Red", "Yellow")]
     segmentation = slicer_bridge.create_anomaly_segmentation(scene, volume, "anomalies")
-    index = findings.ResultIndex.load(result_dir / "threshold_index.npz", result_dir / "model_index.nii.gz")
+    index = findings.ResultIndex.load(result_dir / "threshold_index.npz", result_dir / "model_index.nii.gz",
+                                      result_dir / "anomaly_map.nii.gz")
     readout = index.readout(threshold)
-    slicer_bridge.set_segment_mask(scene, app.segmentations_logic, segmentation, index.native_mask(threshold), volume)
+    # the engine's voxel order (SimpleITK) can differ from Slicer's for the same file: re-index, as the panel does
+    mask = slicer_bridge.in_volume_voxel_order(index.native_mask(threshold), index.native_ijk_to_ras, volume)
+    slicer_bridge.set_segment_mask(scene, app.segmentations_logic, segmentation, mask, volume)
     if slice_ras is None:
         slice_ras = readout.findings[0].centroid_ras_mm[2] if readout.findings else 0.0
     pictures, xy_to_ras = [], []

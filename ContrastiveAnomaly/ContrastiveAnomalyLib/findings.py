@@ -64,12 +64,24 @@ class ResultIndex:
         self._last: Readout | None = None
 
     @classmethod
-    def load(cls, index_file: str | Path, model_index_file: str | Path) -> ResultIndex:
-        """From ``detect``'s ``threshold_index.npz`` and ``model_index.nii.gz``."""
+    def load(cls, index_file: str | Path, model_index_file: str | Path, map_file: str | Path) -> ResultIndex:
+        """From ``detect``'s ``threshold_index.npz``, ``model_index.nii.gz`` and ``anomaly_map.nii.gz``.
+
+        ``detect`` writes only the model-grid part of the index; the per-model-voxel native sums that make every
+        slider move cheap are added here, once per result (one chunked pass over the scan's voxels).
+        """
         import SimpleITK as sitk
 
         model_index = sitk.GetArrayFromImage(sitk.ReadImage(str(model_index_file))).astype(np.int32, copy=False)
-        return cls(ThresholdIndex.load(index_file), model_index)
+        index = ThresholdIndex.load(index_file)
+        if index.native is None:
+            index = index.with_native(model_index, sitk.GetArrayViewFromImage(sitk.ReadImage(str(map_file))))
+        return cls(index, model_index)
+
+    @property
+    def native_ijk_to_ras(self) -> np.ndarray:
+        """The scan's 4x4 IJK-to-RAS matrix (mm) as the engine read it: the geometry of :meth:`native_mask`."""
+        return np.diag([-1.0, -1.0, 1.0, 1.0]) @ self.index.native_ijk_to_lps
 
     def readout(self, threshold: float) -> Readout:
         """Mask (model grid), findings and summary at ``threshold``; the last one is cached."""

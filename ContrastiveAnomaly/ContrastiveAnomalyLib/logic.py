@@ -156,7 +156,8 @@ class DetectionLogic:
         result = run.tracker.result
         inputVolume = run.inputVolume
         baseName = inputVolume.GetName()
-        index = findings.ResultIndex.load(result.outputs["threshold_index"], result.outputs["model_index"])
+        index = findings.ResultIndex.load(result.outputs["threshold_index"], result.outputs["model_index"],
+                                          result.outputs["anomaly_map"])
         existing = self.resultNodes(inputVolume)
         created = []
         try:
@@ -243,7 +244,9 @@ class DetectionLogic:
         if not force and self.segmentEdited(params.segmentation, analysed) and not self.confirm(
                 "The anomaly segment was edited by hand; moving the threshold replaces it. Replace it?"):
             return False
-        mask = index.native_mask(params.threshold)
+        # the engine's voxel order may differ from Slicer's for the same file (see in_volume_voxel_order)
+        mask = slicer_bridge.in_volume_voxel_order(index.native_mask(params.threshold), index.native_ijk_to_ras,
+                                                   analysed)
         slicer_bridge.set_segment_mask(self._scene(), self._segmentationsLogic(), params.segmentation, mask, analysed)
         params.segmentation.SetAttribute(appearance.MASK_DIGEST_ATTRIBUTE, slicer_bridge.mask_digest(mask))
         return True

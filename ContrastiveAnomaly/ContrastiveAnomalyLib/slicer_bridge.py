@@ -109,6 +109,40 @@ def load_result_volume(scene, path: str | Path, name: str, reference_volume) -> 
     return node
 
 
+def in_volume_voxel_order(array_kji: np.ndarray, array_ijk_to_ras: np.ndarray, reference_volume) -> np.ndarray:
+    """``array_kji`` (on the grid ``array_ijk_to_ras``) re-indexed into ``reference_volume``'s voxel order.
+
+    The engine reads files with SimpleITK, Slicer with its own readers; for the same file they can disagree on voxel
+    order (Slicer reverses K of a NIfTI whose axes form a left-handed frame, and adjusts the matrix to match). Both
+    describe the same voxels in RAS, so the two grids differ by axis flips and permutations only; anything else
+    (another spacing, a rotation, a shift) raises ``ValueError``. Cheap: views, no resampling.
+    """
+    target = ijk_to_ras(reference_volume)
+    source = np.asarray(array_ijk_to_ras, dtype=float)
+    if np.allclose(source, target, atol=GEOMETRY_TOLERANCE_MM):
+        return np.asarray(array_kji)
+    mapping = np.linalg.solve(source, target)  # reference IJK -> array IJK (homogeneous)
+    signs = np.round(mapping[:3, :3])
+    source_ijk = np.transpose(np.asarray(array_kji), (2, 1, 0))
+    target_size = np.array(reference_volume.GetImageData().GetDimensions())
+    is_signed_permutation = (np.allclose(mapping[:3, :3], signs, atol=1e-4)
+                             and all(np.count_nonzero(signs[:, t]) == 1 for t in range(3))
+                             and all(np.count_nonzero(signs[s, :]) == 1 for s in range(3)))
+    if not is_signed_permutation:
+        raise ValueError("the result's grid is not the volume's grid (not a flip or permutation of its axes)")
+    axes = [int(np.nonzero(signs[:, t])[0][0]) for t in range(3)]
+    reordered = np.transpose(source_ijk, axes)
+    for t, s in enumerate(axes):
+        expected_offset = 0.0 if signs[s, t] > 0 else source_ijk.shape[s] - 1.0
+        if abs(mapping[s, 3] - expected_offset) > 1e-3:
+            raise ValueError("the result's grid is shifted against the volume's grid")
+        if signs[s, t] < 0:
+            reordered = np.flip(reordered, axis=t)
+    if tuple(reordered.shape) != tuple(target_size):
+        raise ValueError("the result's grid has another size than the volume's grid")
+    return np.ascontiguousarray(np.transpose(reordered, (2, 1, 0)))
+
+
 def create_anomaly_segmentation(scene, reference_volume, name: str):
     """A segmentation node holding one empty "Anomaly" segment with the fixed colour and terminology, whose
     reference geometry is ``reference_volume`` (needed for DICOM SEG export)."""

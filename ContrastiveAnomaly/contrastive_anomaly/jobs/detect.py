@@ -12,6 +12,8 @@ native_space, write. Outputs (all on exactly the input grid: same size, spacing,
 * ``summary.json``: threshold, regions (volume mL, peak/mean score, centroid RAS), model, QC, timings, warnings.
 * ``threshold_index.npz`` and ``model_index.nii.gz`` (int32, 1-based model voxel sampled by each voxel, 0 outside):
   what re-thresholding needs (the Slicer panel's slider), see :mod:`contrastive_anomaly.scoring.threshold_index`.
+  The index file holds the model-grid part only; the panel adds the whole-grid native sums when it loads a result,
+  so ``detect`` never pays for them.
 
 The mask is decided on the model grid and looked up natively; regions are the model-grid components measured on the
 input grid, so ``summary.json`` and the panel report the same regions at the same threshold.
@@ -113,14 +115,16 @@ def detect(request: DetectRequest, progress: ProgressReporter | None = None,
         # one mask and one region definition for summary.json and the panel: decided on the model grid, looked up
         # natively (see scoring/threshold_index.py)
         model_index = model_index_to_native(prepared.model_grid, reference, prepared.model_to_native_transform)
-        index = ThresholdIndex.build(scored.filtered, model_index, sitk.GetArrayViewFromImage(native_map),
-                                     ijk_to_lps_of(reference.GetSpacing(), reference.GetOrigin(),
-                                                   reference.GetDirection()),
-                                     max_removed_component_voxels=cfg.postprocess.max_removed_component_voxels,
-                                     connectivity=cfg.postprocess.connectivity)
+        native_map_kji = sitk.GetArrayViewFromImage(native_map)
+        index = ThresholdIndex.on_model_grid(scored.filtered, ijk_to_lps_of(reference.GetSpacing(),
+                                                                           reference.GetOrigin(),
+                                                                           reference.GetDirection()),
+                                             max_removed_component_voxels=cfg.postprocess.max_removed_component_voxels,
+                                             connectivity=cfg.postprocess.connectivity)
         mask_kji = native_mask(scored.mask, model_index)
         native_mask_image = image_from_array(mask_kji.astype(np.uint8), reference)
-        regions = index.regions(scored.threshold, scored.mask)
+        # only the native voxels inside the mask are visited; the panel adds the whole-grid sums when it loads
+        regions = index.regions_from_native(scored.mask, model_index, native_map_kji)
     processed = scored.processed_slice_indices
     coverage = scored_coverage(prepared, np.arange(prepared.image_kji.shape[0]) if processed is None else processed)
     unscored = coverage_warning(coverage)

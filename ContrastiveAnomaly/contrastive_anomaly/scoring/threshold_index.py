@@ -6,16 +6,22 @@ that decision by nearest-neighbour lookup: every native voxel knows which model 
 (``model_index``, 1-based, 0 = outside the model grid), so the native mask is ``model_mask.flat[model_index - 1]``.
 
 A **region** is a connected component of the model-grid mask (the grid the decision is made on). Its native
-volume, peak and mean score and centroid are aggregated over the native voxels that sample it, from per-model-voxel
-sums computed once (:meth:`ThresholdIndex.build`). Re-thresholding then costs a labelling of the model grid
-(~10^6 voxels) whatever the scan's size, so the panel's slider stays fast on a 300 x 512 x 512 scan, and
-``summary.json`` (written with the same class) and the panel report the same numbers for the same threshold.
+volume, peak and mean score and centroid are aggregated over the native voxels that sample it. Two ways, same
+numbers (up to float summation order):
+
+* ``detect`` measures one threshold once: :meth:`ThresholdIndex.regions_from_native` aggregates only the native voxels
+  inside the mask (one lookup over the native grid), so the CLI pays almost nothing for the index. The file it
+  writes (:meth:`ThresholdIndex.save`) holds only the model-grid part (a few MB).
+* The panel's slider measures many thresholds: :meth:`ThresholdIndex.with_native` adds per-model-voxel sums over
+  the whole native grid once, when the result is loaded (chunked over slices), after which a move costs a labelling
+  of the model grid (~10^6 voxels) whatever the scan's size.
 
 Arrays are **KJI**. ``native_ijk_to_lps`` is the scan's 4x4 IJK-to-LPS matrix (mm). numpy/scipy only, no torch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,52 +32,92 @@ from .postprocess import neighbourhood, remove_small_components
 from .regions import LPS_TO_RAS, MM3_PER_ML, Region, label_regions
 
 OUTSIDE = 0  # model_index value of a native voxel that samples no model voxel
-INDEX_FILE_KEYS = ("filtered_kji", "native_count", "native_map_sum", "native_map_max", "native_ijk_sum",
-                   "native_ijk_to_lps", "settings")
+MODEL_GRID_KEYS = ("filtered_kji", "native_ijk_to_lps", "settings")
+NATIVE_KEYS = ("native_count", "native_map_sum", "native_map_max", "native_ijk_sum")
+INDEX_FILE_KEYS = MODEL_GRID_KEYS  # what every threshold index file holds (the native sums are optional)
+CHUNK_SLICES = 16  # native slices aggregated per step in with_native (bounds the temporaries to ~16 slices)
+
+
+@dataclass(frozen=True)
+class NativeSums:
+    """Per-model-voxel sums over the native voxels that sample each model voxel (flat, C order, model-grid size).
+
+    ``count[m]``: how many; ``map_sum/map_max[m]``: sum / max of the native map over them; ``ijk_sum[m]``: sum of
+    their (I, J, K) indices, shape (size, 3).
+    """
+
+    count: np.ndarray
+    map_sum: np.ndarray
+    map_max: np.ndarray
+    ijk_sum: np.ndarray
 
 
 @dataclass(frozen=True)
 class ThresholdIndex:
-    """Everything needed to answer "mask and regions at threshold t" without touching native-sized arrays.
+    """What answers "mask and regions at threshold t" without touching native-sized arrays once ``native`` is set.
 
-    ``filtered_kji``: the filtered map on the model grid (float32, intensity units). ``native_count[m]``: native
-    voxels sampling model voxel ``m`` (flat, C order); ``native_map_sum/max[m]``: sum / max of the native map over
-    them; ``native_ijk_sum[m]``: sum of their (I, J, K) indices. ``native_ijk_to_lps``: 4x4 matrix (mm).
+    ``filtered_kji``: the filtered map on the model grid (float32, intensity units). ``native_ijk_to_lps``: the
+    scan's 4x4 IJK-to-LPS matrix (mm). ``native``: the per-model-voxel native sums (:meth:`with_native`), or ``None``
+    (then :meth:`regions_from_native` measures one threshold from the native arrays).
     """
 
     filtered_kji: np.ndarray
     max_removed_component_voxels: int
     connectivity: int
-    native_count: np.ndarray
-    native_map_sum: np.ndarray
-    native_map_max: np.ndarray
-    native_ijk_sum: np.ndarray
     native_ijk_to_lps: np.ndarray
+    native: NativeSums | None = None
+
+    @classmethod
+    def on_model_grid(cls, filtered_kji: np.ndarray, native_ijk_to_lps: np.ndarray, *,
+                      max_removed_component_voxels: int, connectivity: int) -> ThresholdIndex:
+        """The model-grid part only (what ``detect`` writes): no pass over the native grid."""
+        return cls(np.ascontiguousarray(filtered_kji, dtype=np.float32), int(max_removed_component_voxels),
+                   int(connectivity), np.asarray(native_ijk_to_lps, dtype=np.float64))
 
     @classmethod
     def build(cls, filtered_kji: np.ndarray, model_index_kji: np.ndarray, native_map_kji: np.ndarray,
               native_ijk_to_lps: np.ndarray, *, max_removed_component_voxels: int,
               connectivity: int) -> ThresholdIndex:
-        """Aggregate the native grid per model voxel (one pass over the native voxels that sample the model grid)."""
-        filtered = np.ascontiguousarray(filtered_kji, dtype=np.float32)
+        """The model-grid part plus the native sums (:meth:`with_native`)."""
+        model_part = cls.on_model_grid(filtered_kji, native_ijk_to_lps, connectivity=connectivity,
+                                       max_removed_component_voxels=max_removed_component_voxels)
+        return model_part.with_native(model_index_kji, native_map_kji)
+
+    def with_native(self, model_index_kji: np.ndarray, native_map_kji: np.ndarray) -> ThresholdIndex:
+        """A copy with the per-model-voxel native sums, for many re-thresholdings (the panel's slider).
+
+        One pass over the native voxels, ``CHUNK_SLICES`` slices at a time; each chunk's bincounts cover only the
+        model voxels it touches. ``model_index_kji``: int, 1-based model voxel per native voxel (0 outside);
+        ``native_map_kji``: the native anomaly map, same shape.
+        """
         index = np.asarray(model_index_kji)
-        scores = np.asarray(native_map_kji, dtype=np.float64)
+        scores = np.asarray(native_map_kji)
         if index.shape != scores.shape:
             raise ValueError(f"model index {index.shape} and native map {scores.shape} differ in shape")
-        inside = np.nonzero(index.ravel() != OUTSIDE)[0]
-        slot = index.ravel()[inside].astype(np.int64) - 1
-        size = filtered.size
-        if slot.size and (slot.min() < 0 or slot.max() >= size):
-            raise ValueError("model index refers to voxels outside the model grid")
-        count = np.bincount(slot, minlength=size)
-        values = scores.ravel()[inside]
-        map_sum = np.bincount(slot, weights=values, minlength=size)
+        size = self.filtered_kji.size
+        count = np.zeros(size, dtype=np.int64)
+        map_sum = np.zeros(size)
         map_max = np.full(size, -np.inf)
-        np.maximum.at(map_max, slot, values)  # int64 slots, float64 values: numpy's fast ufunc.at path
-        kji = np.unravel_index(inside, index.shape)
-        ijk_sum = np.stack([np.bincount(slot, weights=kji[axis], minlength=size) for axis in (2, 1, 0)], axis=1)
-        return cls(filtered, int(max_removed_component_voxels), int(connectivity), count, map_sum, map_max, ijk_sum,
-                   np.asarray(native_ijk_to_lps, dtype=np.float64))
+        ijk_sum = np.zeros((size, 3))
+        _, rows, cols = index.shape
+        for k0 in range(0, index.shape[0], CHUNK_SLICES):
+            flat = index[k0:k0 + CHUNK_SLICES].ravel()
+            inside = np.flatnonzero(flat != OUTSIDE)
+            if inside.size == 0:
+                continue
+            slot = flat[inside].astype(np.intp) - 1
+            low, high = int(slot.min()), int(slot.max())
+            if low < 0 or high >= size:
+                raise ValueError("model index refers to voxels outside the model grid")
+            local, span = slot - low, high - low + 1
+            values = scores[k0:k0 + CHUNK_SLICES].ravel()[inside].astype(np.float64)
+            count[low:high + 1] += np.bincount(local, minlength=span)
+            map_sum[low:high + 1] += np.bincount(local, weights=values, minlength=span)
+            np.maximum.at(map_max, slot, values)  # intp slots, float64 values: numpy's fast ufunc.at path
+            plane = rows * cols
+            for axis, coordinate in enumerate((inside % cols, (inside // cols) % rows, inside // plane + k0)):
+                ijk_sum[low:high + 1, axis] += np.bincount(local, weights=coordinate, minlength=span)
+        return dataclasses.replace(self, native=NativeSums(count, map_sum, map_max, ijk_sum))
 
     @property
     def native_voxel_ml(self) -> float:
@@ -82,42 +128,71 @@ class ThresholdIndex:
         return remove_small_components(self.filtered_kji > float(threshold), self.max_removed_component_voxels,
                                        self.connectivity)
 
-    def mask_and_regions(self, threshold: float) -> tuple[np.ndarray, list[Region]]:
-        """:meth:`model_mask` and :meth:`regions` with one labelling of the model grid: the filtered mask's
-        components are exactly the raw mask's components of more than ``max_removed_component_voxels`` voxels."""
+    def _labels(self, threshold: float) -> tuple[np.ndarray, int]:
+        """Model-grid labels of the kept components (1 = largest, ties in label order) with one labelling: the
+        filtered mask's components are exactly the raw mask's components of more than the size limit."""
         labels, count = ndimage.label(self.filtered_kji > float(threshold), structure=neighbourhood(self.connectivity))
         if count:
             sizes = np.bincount(labels.ravel(), minlength=count + 1)
             keep = sizes > self.max_removed_component_voxels
             keep[0] = False
             order = np.nonzero(keep)[0]
-            order = order[np.argsort(-sizes[order], kind="stable")]  # largest first, ties in label order
+            order = order[np.argsort(-sizes[order], kind="stable")]
             renumber = np.zeros(count + 1, dtype=np.int32)
             renumber[order] = np.arange(1, order.size + 1, dtype=np.int32)
             labels, count = renumber[labels], int(order.size)
+        return labels, count
+
+    def mask_and_regions(self, threshold: float) -> tuple[np.ndarray, list[Region]]:
+        """:meth:`model_mask` and :meth:`regions` with one labelling of the model grid (needs the native sums)."""
+        labels, count = self._labels(threshold)
         return labels > 0, self._measure(labels, count)
 
     def regions(self, threshold: float, model_mask: np.ndarray | None = None) -> list[Region]:
-        """One :class:`Region` per component of the model-grid mask, measured on the native grid, largest first.
-
-        Components that no native voxel samples are dropped (they are not visible on the scan).
-        """
+        """One :class:`Region` per component of the model-grid mask, measured on the native grid, largest first
+        (needs the native sums). Components that no native voxel samples are dropped (not visible on the scan)."""
         mask = self.model_mask(threshold) if model_mask is None else model_mask
         labels, count = label_regions(mask, self.connectivity)
         return self._measure(labels, count)
 
+    def regions_from_native(self, model_mask: np.ndarray, model_index_kji: np.ndarray,
+                            native_map_kji: np.ndarray) -> list[Region]:
+        """:meth:`regions` for one mask, aggregated directly over the native voxels inside it (no native sums
+        needed; what ``detect`` uses). Same numbers as :meth:`regions` up to float summation order."""
+        labels, count = label_regions(model_mask, self.connectivity)
+        if count == 0:
+            return []
+        lookup = np.concatenate([[0], labels.ravel()]).astype(np.int32)
+        native_labels = lookup[np.asarray(model_index_kji)].ravel()
+        chosen = np.flatnonzero(native_labels)
+        slot = native_labels[chosen].astype(np.intp) - 1
+        values = np.asarray(native_map_kji).ravel()[chosen].astype(np.float64)
+        peaks = np.full(count, -np.inf)
+        np.maximum.at(peaks, slot, values)
+        _, rows, cols = np.shape(model_index_kji)
+        coordinates = (chosen % cols, (chosen // cols) % rows, chosen // (rows * cols))
+        ijk = np.stack([np.bincount(slot, weights=c, minlength=count) for c in coordinates], axis=1)
+        return self._rows(np.bincount(slot, minlength=count).astype(np.float64),
+                          np.bincount(slot, weights=values, minlength=count), peaks, ijk)
+
     def _measure(self, labels: np.ndarray, count: int) -> list[Region]:
         if count == 0:
             return []
+        if self.native is None:
+            raise ValueError("this threshold index has no native sums; call with_native(model_index, native_map)")
+        native = self.native
         flat = labels.ravel()
         chosen = np.nonzero(flat)[0]
         slot = flat[chosen] - 1
-        voxels = np.bincount(slot, weights=self.native_count[chosen], minlength=count)
-        sums = np.bincount(slot, weights=self.native_map_sum[chosen], minlength=count)
         peaks = np.full(count, -np.inf)
-        np.maximum.at(peaks, slot, self.native_map_max[chosen])
-        ijk = np.stack([np.bincount(slot, weights=self.native_ijk_sum[chosen, axis], minlength=count)
+        np.maximum.at(peaks, slot, native.map_max[chosen])
+        ijk = np.stack([np.bincount(slot, weights=native.ijk_sum[chosen, axis], minlength=count)
                         for axis in range(3)], axis=1)
+        return self._rows(np.bincount(slot, weights=native.count[chosen], minlength=count),
+                          np.bincount(slot, weights=native.map_sum[chosen], minlength=count), peaks, ijk)
+
+    def _rows(self, voxels: np.ndarray, sums: np.ndarray, peaks: np.ndarray, ijk: np.ndarray) -> list[Region]:
+        """Regions from per-label native voxel counts, map sums, peaks and (I, J, K) sums; largest first."""
         visible = np.nonzero(voxels > 0)[0]
         volume_ml = self.native_voxel_ml
         rows = []
@@ -132,13 +207,14 @@ class ThresholdIndex:
                 for number, (count_n, peak, mean, centroid, lps) in enumerate(rows, start=1)]
 
     def save(self, path: str | Path) -> Path:
-        """Write the index as a compressed ``.npz`` (model-grid sized: a few MB)."""
+        """Write the index as a compressed ``.npz`` (model-grid sized: a few MB; the native sums when present)."""
         settings = np.array([self.max_removed_component_voxels, self.connectivity], dtype=np.int64)
+        arrays = {"filtered_kji": self.filtered_kji, "native_ijk_to_lps": self.native_ijk_to_lps, "settings": settings}
+        if self.native is not None:
+            arrays.update(native_count=self.native.count, native_map_sum=self.native.map_sum,
+                          native_map_max=self.native.map_max, native_ijk_sum=self.native.ijk_sum)
         with open(path, "wb") as handle:
-            np.savez_compressed(handle, filtered_kji=self.filtered_kji, native_count=self.native_count,
-                                native_map_sum=self.native_map_sum, native_map_max=self.native_map_max,
-                                native_ijk_sum=self.native_ijk_sum, native_ijk_to_lps=self.native_ijk_to_lps,
-                                settings=settings)
+            np.savez_compressed(handle, **arrays)
         return Path(path)
 
     @classmethod
@@ -148,8 +224,10 @@ class ThresholdIndex:
             if missing:
                 raise ValueError(f"{Path(path).name} is not a threshold index (missing {', '.join(missing)})")
             max_removed, connectivity = (int(v) for v in data["settings"])
-            return cls(data["filtered_kji"], max_removed, connectivity, data["native_count"], data["native_map_sum"],
-                       data["native_map_max"], data["native_ijk_sum"], data["native_ijk_to_lps"])
+            native = None
+            if all(key in data for key in NATIVE_KEYS):
+                native = NativeSums(*(data[key] for key in NATIVE_KEYS))
+            return cls(data["filtered_kji"], max_removed, connectivity, data["native_ijk_to_lps"], native)
 
 
 def native_mask(model_mask_kji: np.ndarray, model_index_kji: np.ndarray) -> np.ndarray:
