@@ -126,6 +126,15 @@ wheel as `nimare/resources/atlases/Harvard-Oxford-LICENSE`, is **non-commercial*
 `LICENSE-nilearn-BSD-3-Clause.txt`. Commercial use of the brain-extraction template needs FSL/OUI permission;
 supplying your own brain mask (`--brain-mask`) avoids it.
 
+Why the brain-extraction (head) template is still the FSL one: a permissive replacement was tried and is worse.
+`nilearn==0.14.1` ships ICBM152 2009a only skull-stripped (T1, GM, WM; no head image with skull and no separate brain
+mask: `unzip -l` of the wheel). Used as the head template (2 mm T1 + its mask, with the same registration), brain
+extraction Dice against the shipped reference masks fell from 0.940 to 0.688 (ROBEX subject) and from 0.947 to 0.725
+(ITK k-means subject), with `implausible_brain_volume` flags (Colin27: 0.942 -> 0.947); a whole-head similarity
+registration needs a template with a skull. So MNI152NLin6Asym stays the default, with this non-commercial licence;
+commercial users supply their own brain mask (`--brain-mask`, or the panel's *Brain mask* field), which skips the
+template entirely.
+
 ## md5 of the shipped files
 
 | file | bytes | md5 |

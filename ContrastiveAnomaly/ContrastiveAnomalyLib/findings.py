@@ -75,7 +75,7 @@ class ResultIndex:
         model_index = sitk.GetArrayFromImage(sitk.ReadImage(str(model_index_file))).astype(np.int32, copy=False)
         index = ThresholdIndex.load(index_file)
         if index.native is None:
-            index = index.with_native(model_index, sitk.GetArrayViewFromImage(sitk.ReadImage(str(map_file))))
+            index = index.with_native(model_index, sitk.GetArrayFromImage(sitk.ReadImage(str(map_file))))
         return cls(index, model_index)
 
     @property
