@@ -41,7 +41,7 @@ def test_shipped_model_carries_its_card(tmp_path):
     default = next(entry for entry in list_models(user_dir=tmp_path) if entry.default)
     assert default.card == DEFAULT_MODEL / "MODEL_CARD.md"
     text = model_card_text(default)
-    assert text == (ROOT / "models" / "MODEL_CARD.md").read_text(encoding="utf-8")
+    assert text == (Path(__file__).resolve().parents[1] / "models" / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert text.startswith(f"# Model card: `{default.name}`")
 
 

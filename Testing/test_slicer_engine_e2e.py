@@ -7,6 +7,7 @@ Needs slicer-core and a model folder (see the ``model_folder`` fixture).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -86,12 +87,17 @@ def test_detect_results_land_on_the_input_grid(tmp_path, model_folder):
     scores = slicer.util.arrayFromVolume(map_node)
     assert np.isfinite(scores).all() and scores.min() >= 0.0
     segmentation = slicer_bridge.create_anomaly_segmentation(mrml.scene, input_node, "anomalies")
-    mask = findings.anomaly_mask(scores, tracker.result.threshold, 0)
+    outputs = tracker.result.outputs
+    index = findings.ResultIndex.load(outputs["threshold_index"], outputs["model_index"], outputs["anomaly_map"])
+    mask = slicer_bridge.in_volume_voxel_order(index.native_mask(tracker.result.threshold), index.native_ijk_to_ras,
+                                               input_node)
     slicer_bridge.set_segment_mask(mrml.scene, mrml.segmentations_logic, segmentation, mask, input_node)
     segment_voxels = slicer_bridge.segment_mask(mrml.scene, mrml.segmentations_logic, segmentation, input_node)
     np.testing.assert_array_equal(segment_voxels, mask)
-    rows = findings.find_findings(scores, mask, slicer_bridge.ijk_to_ras(map_node))
-    assert sum(r.voxel_count for r in rows) == int(mask.sum())
+    readout = index.readout(tracker.result.threshold)
+    assert sum(r.voxel_count for r in readout.findings) == int(mask.sum())
+    summary = json.loads(Path(outputs["summary"]).read_text(encoding="utf-8"))
+    assert readout.summary.region_count == summary["region_count"]  # the panel and summary.json agree
     assert segmentation.GetSegmentation().GetSegment(appearance.SEGMENT_ID).GetName() == appearance.SEGMENT_NAME
 
 
