@@ -76,6 +76,7 @@ def test_fit_writes_a_verified_calibrated_model_with_its_card(nifti_fit):
     assert "broken" in card and "cannot read" in card
     assert f"Threshold {cfg.postprocess.threshold:.5f}" in card
     assert "Hardware" in card and "wall time" in card.lower()
+    assert f"`contrastive-anomaly fit --healthy {nifti_fit / 'scans'} --contrast T1" in card and "--config" in card
     plan = json.loads((model / "training" / "plan.json").read_text(encoding="utf-8"))
     assert len(plan["held_out_subjects"]) == 1 and len(plan["train_subjects"]) == 2
     assert not list(model.rglob(".staging-*"))

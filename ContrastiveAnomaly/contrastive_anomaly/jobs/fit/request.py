@@ -9,6 +9,7 @@ seed); the step counts may change, which shortens or extends training.
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,6 +185,19 @@ def resolve_settings(request: FitRequest) -> FitSettings:
     name = request.name or recorded.get("name") or out_dir.resolve().name
     return FitSettings(out_dir=out_dir, healthy=healthy, contrast=contrast, cfg=cfg, name=name, seed=int(seed),
                        allow_qc_warnings=allow, held_out_fraction=float(fraction), recorded=recorded)
+
+
+def command_line(request: FitRequest, settings: FitSettings) -> str:
+    """The ``fit`` command that reproduces this run (options as given, source and contrast as resolved)."""
+    words = ["contrastive-anomaly", "fit", "--healthy", str(settings.healthy), "--contrast", settings.contrast,
+             "--out", str(settings.out_dir)]
+    options = (("--preset", request.preset), ("--config", request.config), ("--grid", request.grid),
+               ("--steps-encoder", request.steps_encoder), ("--steps", request.steps), ("--seed", request.seed),
+               ("--name", request.name), ("--held-out-fraction", request.held_out_fraction))
+    words += [str(part) for flag, value in options if value is not None for part in (flag, value)]
+    if settings.allow_qc_warnings:
+        words.append("--allow-qc-warnings")
+    return shlex.join(words)
 
 
 def start_record(settings: FitSettings) -> None:

@@ -8,23 +8,21 @@ at any point and running the same command again continues from the last finished
 
 from __future__ import annotations
 
-import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from ...data.sources import Discovery, discover_scans
+from ...data.sources import Discovery, ScanSource, discover_scans
+from ...data.volumes import Subject
 from ...errors import Cancelled, InputError
-from ...runtime.distributed import barrier, init_distributed, shutdown
+from ...runtime.distributed import DistContext, barrier, init_distributed, shutdown
 from ...runtime.progress import ProgressReporter
 from .cache import CACHE_DIR, CachedScan, collect_cached, hash_scans, preprocess_scans
 from .calibrate import Calibration, cached_calibration, calibrate_on_held_out, save_calibration
 from .card import CardFacts, model_card
 from .hardware import hardware_summary
 from .publish import CARD_FILE, register, write_model_folder
-from .request import FitRequest, FitSettings, resolve_settings, start_record
-from .split import MIN_SUBJECTS, FitPlan, freeze_plan, split_scans
+from .request import FitRequest, FitSettings, command_line, resolve_settings, start_record
+from .split import MIN_SUBJECTS, freeze_plan, split_scans
 from .train import TRAINING_DIR, StageResults, train_stages
 
 
@@ -65,7 +63,8 @@ def _drop_duplicates(cached: list[CachedScan]) -> list[CachedScan]:
     return cached
 
 
-def _preprocess(settings: FitSettings, scans: list, ctx: Any, progress: ProgressReporter) -> list[CachedScan]:
+def _preprocess(settings: FitSettings, scans: list[ScanSource], ctx: DistContext,
+                progress: ProgressReporter) -> list[CachedScan]:
     """Every scan into the cache; under torchrun each rank takes every N-th scan, then all read the cache."""
     cache_root = settings.out_dir / CACHE_DIR
     mine = scans[ctx.rank::ctx.world_size]
@@ -84,7 +83,7 @@ def _report_skipped(cached: list[CachedScan], allow: bool, progress: ProgressRep
     return skipped
 
 
-def _calibrate(settings: FitSettings, stages: StageResults, plan: FitPlan, ctx: Any,
+def _calibrate(settings: FitSettings, stages: StageResults, held_out: list[Subject], ctx: DistContext,
                progress: ProgressReporter) -> tuple[Calibration, dict, dict]:
     """Rule-B threshold for the chosen stage-2 checkpoint (reused when already computed for it)."""
     from ...method.diffusion_model import AnomalyDiffusionModel
@@ -95,7 +94,6 @@ def _calibrate(settings: FitSettings, stages: StageResults, plan: FitPlan, ctx: 
     best = stages.diffusion.best
     cfg, state, meta = load_model_folder(best, expected_kind="diffusion")
     weights_sha = read_manifest(best)[WEIGHTS_FILE]
-    held_out = [c.to_subject() for c in plan.held_out]
     run_dir = settings.out_dir / TRAINING_DIR
     names = [s.name for s in held_out]
     calibration = cached_calibration(run_dir, weights_sha, names, cfg.postprocess.target_fpr)
@@ -134,7 +132,7 @@ def _publish(settings: FitSettings, facts: CardFacts, state: dict, meta: dict, c
         stage.advance(1)
 
 
-def fit(request: FitRequest, progress: ProgressReporter | None = None, command: str | None = None) -> FitResult:
+def fit(request: FitRequest, progress: ProgressReporter | None = None) -> FitResult:
     """Run (or continue) a fit; see the module docstring. Raises :class:`InputError` for an unusable source,
     :class:`Cancelled` when interrupted (the work done so far is kept for the next run)."""
     progress = progress or ProgressReporter("none")
@@ -167,12 +165,12 @@ def fit(request: FitRequest, progress: ProgressReporter | None = None, command: 
         registered = False
         calibration = None
         if ctx.is_main:
-            calibration, state, meta = _calibrate(settings, stages, plan, ctx, progress)
+            calibration, state, meta = _calibrate(settings, stages, held_out, ctx, progress)
             facts = CardFacts(name=settings.name, cfg=cfg, discovery=discovery, cached=cached, plan=plan,
                               stages=stages, calibration=calibration, allow_qc_warnings=settings.allow_qc_warnings,
                               hardware=hardware_summary(), training_hardware=_training_hardware(stages),
                               preprocess_seconds=sum(c.seconds for c in cached),
-                              command=command or shlex.join(["contrastive-anomaly", *sys.argv[1:]]))
+                              command=command_line(request, settings))
             _publish(settings, facts, state, meta, calibration, progress)
             if request.register:
                 register(settings.out_dir, name=settings.name, contrast=settings.contrast)
