@@ -7,7 +7,8 @@
   synthetic 1 mm head (256 x 256 x 180) and, if given, a real scan; median of ``--repeats``;
 * training: seconds per optimiser step of stage 1 and stage 2 at each preset's own batch size on its own grid (fp32,
   median of ``--repeats`` after a warm-up step), and the FLOPs of one step counted by
-  ``torch.utils.flop_counter.FlopCounterMode`` (forward + backward; the AdamW update is not counted);
+  ``torch.utils.flop_counter.FlopCounterMode`` (forward + backward at batch 2, scaled to the preset's batch;
+  the AdamW update is not counted);
 * calibration: seconds to score one held-out volume (the ``detect`` model stage: all inference levels).
 
 The GPU column is an ESTIMATE, not a measurement: FLOPs per step divided by an assumed sustained bf16 throughput
@@ -43,6 +44,7 @@ from contrastive_anomaly.storage.files import read_image
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC_SIZE, SYNTHETIC_SPACING = (256, 256, 180), (1.0, 1.0, 1.0)
 DEFAULT_GPU_TFLOPS = 200.0
+FLOP_COUNT_BATCH = 2
 
 
 def median_seconds(run: Callable[[], object], repeats: int) -> dict[str, float]:
@@ -59,15 +61,17 @@ def median_seconds(run: Callable[[], object], repeats: int) -> dict[str, float]:
     return {"wall": statistics.median(wall), "cpu": statistics.median(cpu)}
 
 
-def stage_steps(name: str) -> dict[str, tuple[Callable[[], None], int]]:
-    """``{stage: (one optimiser step, batch size)}`` of a preset, on synthetic slices of its grid."""
+def stage_steps(name: str, batch: int | None = None) -> dict[str, tuple[Callable[[], None], int]]:
+    """``{stage: (one optimiser step, batch size)}`` of a preset on synthetic slices of its grid, at the preset's own
+    batch sizes unless ``batch`` is given."""
     cfg = preset(name)
     rows, cols = cfg.grid.slice_shape
     torch.manual_seed(0)
     steps = {}
     encoder = MaskedImageModel(cfg.encoder).train()
     enc_opt = torch.optim.AdamW(encoder.parameters(), lr=1e-4)
-    enc_batch = torch.rand(cfg.encoder_training.batch_size, 1, rows, cols)
+    enc_size = batch or cfg.encoder_training.batch_size
+    enc_batch = torch.rand(enc_size, 1, rows, cols)
 
     def encoder_step() -> None:
         loss = encoder(enc_batch, generator=torch.Generator().manual_seed(0))["loss"]
@@ -75,10 +79,10 @@ def stage_steps(name: str) -> dict[str, tuple[Callable[[], None], int]]:
         loss.backward()
         enc_opt.step()
 
-    steps["stage 1"] = (encoder_step, cfg.encoder_training.batch_size)
+    steps["stage 1"] = (encoder_step, enc_size)
     model = AnomalyDiffusionModel(cfg).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    batch = cfg.diffusion_training.batch_size
+    batch = batch or cfg.diffusion_training.batch_size
     x01 = torch.rand(batch, 1, rows, cols)
     k = torch.randint(0, cfg.diffusion.num_timesteps, (batch,))
     noise = NoiseSampler(cfg.diffusion.noise, np.random.default_rng(0)).sample(batch, rows, cols)
@@ -93,10 +97,14 @@ def stage_steps(name: str) -> dict[str, tuple[Callable[[], None], int]]:
     return steps
 
 
-def flops_of(step: Callable[[], None]) -> int:
+def flops_of(name: str, stage: str, batch: int) -> int:
+    """FLOPs of one step at the preset's ``batch``, counted at :data:`FLOP_COUNT_BATCH` and scaled linearly (every
+    layer's work is proportional to the batch; counting the paper model at batch 32 needs more memory than we have).
+    """
+    step, _ = stage_steps(name, batch=FLOP_COUNT_BATCH)[stage]
     with FlopCounterMode(display=False) as counter:
         step()
-    return int(counter.get_total_flops())
+    return int(counter.get_total_flops()) * batch // FLOP_COUNT_BATCH
 
 
 def main() -> None:
@@ -125,11 +133,15 @@ def main() -> None:
     for name in [*args.presets, *args.flops_only]:
         timed = name in args.presets
         entry: dict[str, object] = {}
-        for stage, (step, batch) in stage_steps(name).items():
+        stages = stage_steps(name) if timed else {}
+        for stage in ("stage 1", "stage 2"):
+            batch = getattr(preset(name), "encoder_training" if stage == "stage 1" else "diffusion_training").batch_size
+            seconds = {"wall": float("nan"), "cpu": float("nan")}
             if timed:
+                step = stages[stage][0]
                 step()  # warm-up
-            seconds = median_seconds(step, args.repeats) if timed else {"wall": float("nan"), "cpu": float("nan")}
-            flops = flops_of(step)
+                seconds = median_seconds(step, args.repeats)
+            flops = flops_of(name, stage, batch)
             print(f"{name} {stage}: {seconds}, {flops / 1e9:.0f} GFLOP", flush=True)
             entry[stage] = {"batch": batch, "s_per_step": seconds, "gflops_per_step": flops / 1e9,
                             "gpu_s_per_step_estimate": flops / (args.gpu_tflops * 1e12)}
