@@ -31,7 +31,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from contrastive_anomaly.config import preset
-from contrastive_anomaly.data.phantom_head import head_phantom
+from contrastive_anomaly.data.phantoms import head_phantom
 from contrastive_anomaly.jobs.fit.hardware import describe, hardware_summary
 from contrastive_anomaly.method.diffusion_model import AnomalyDiffusionModel
 from contrastive_anomaly.method.masking import MaskedImageModel
