@@ -72,9 +72,10 @@ def heat(rgb: np.ndarray) -> np.ndarray:
     return colourful(rgb) & (np.abs(rgb - SEGMENT_RGB).max(axis=2) >= COLOUR_TOLERANCE)
 
 
-@pytest.mark.xfail(strict=False, reason="on the small test phantom the heat map's orange (PET-Heat; Slicer's Inferno table "
-                   "is a file the trame-slicer app does not load) is within the colour tolerance of the vermillion "
-                   "outline, so map pixels cannot be told from outline pixels here; passes on the demo result")
+@pytest.mark.xfail(strict=False, reason="on the small test phantom the heat map's orange (PET-Heat; Slicer's "
+                   "Inferno table is a file the trame-slicer app does not load) is within the colour "
+                   "tolerance of the vermillion outline, so map pixels cannot be told from outline pixels here; "
+                   "passes on the demo result")
 def test_map_is_visible(rendered):
     """The left view has heat-map pixels (coloured, not the outline's colour) that the reconstruction view lacks."""
     _, facts, raw = rendered
