@@ -28,13 +28,17 @@ def _rows(path):
         return {row["scan_id"]: row for row in csv.DictReader(handle)}
 
 
-def test_batch_survives_a_bad_scan_and_resumes(trained_tiny_model, tmp_path):
+def test_batch_survives_a_bad_scan_and_resumes(trained_tiny_model, tmp_path, capsys):
     scans = tmp_path / "scans"
     _write_scans(scans)
     out = tmp_path / "out"
     args = ["detect-batch", str(scans), "--out", str(out), "--model", str(trained_tiny_model), "--progress", "none",
             "--device", "cpu"]
-    assert main(args) == 0
+    assert main(args) == 9  # a scan failed: the batch says so in its exit code
+    captured = capsys.readouterr()
+    assert "4 scan(s): 3 scored, 0 skipped (already done), 1 failed" in captured.out
+    assert "error: 1 of 4 scan(s) failed" in captured.err
+    assert not list(out.glob("summary.rank*.csv")), "no per-rank file is left after a single-process run"
     rows = _rows(out / "summary.csv")
     assert set(rows) == {"scan0", "scan1", "scan2", "broken"}
     assert rows["broken"]["status"] == "failed" and rows["broken"]["error"]
@@ -42,10 +46,13 @@ def test_batch_survives_a_bad_scan_and_resumes(trained_tiny_model, tmp_path):
     assert float(rows["scan0"]["peak_score"]) >= 0 and rows["scan0"]["timings_s"].startswith("{")
     # simulate an interrupted scan: its summary.json never arrived
     (out / "scan1" / "summary.json").unlink()
-    assert main(args) == 0
+    assert main(args) == 9
+    assert "4 scan(s): 1 scored, 2 skipped (already done), 1 failed" in capsys.readouterr().out
     rows = _rows(out / "summary.csv")
-    assert rows["scan0"]["status"].startswith("skipped") and rows["scan2"]["status"].startswith("skipped")
+    assert rows["scan0"]["status"] == "skipped" and rows["scan2"]["status"] == "skipped"
     assert rows["scan1"]["status"] == "ok" and (out / "scan1" / "summary.json").is_file()
+    (scans / "broken.nii.gz").unlink()
+    assert main(args) == 0, "all scans done or skipped: success"
 
 
 def test_rank_shards_cover_every_scan_once(trained_tiny_model, tmp_path):
@@ -87,7 +94,7 @@ def test_detect_batch_with_ray_in_local_mode(trained_tiny_model, tmp_path):
     env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
     completed = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", errors="replace",
                                timeout=600, env=env)
-    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.returncode == 9, completed.stderr[-2000:]  # the broken scan failed
     rows = _rows(tmp_path / "out" / "summary.csv")
     assert rows["scan0"]["status"] == "ok" and rows["scan1"]["status"] == "ok"
     assert rows["broken"]["status"] == "failed"

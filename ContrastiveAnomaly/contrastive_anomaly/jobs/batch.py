@@ -3,8 +3,9 @@
 Each scan gets its own output folder ``OUT/<scan id>/`` written by :func:`~contrastive_anomaly.jobs.detect.detect`;
 ``summary.json`` is moved in last, so a folder with it is complete and is skipped on a rerun, and a folder
 without it (an interrupted scan) is redone. Rank r of W takes scans ``r, r+W, …``; each rank writes
-``OUT/summary.rank<r>.csv`` after every scan, and rank 0 merges them into ``OUT/summary.csv`` at the end. One
-bad scan is recorded with its one-line error and never stops the batch.
+``OUT/summary.rank<r>.csv`` after every scan, and rank 0 merges them into ``OUT/summary.csv`` at the end and then
+removes the per-rank files. One bad scan is recorded with its one-line error and never stops the batch; the row
+``status`` is one of :data:`STATUSES` (``skipped`` = finished by an earlier run, not scored again).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from ..scoring.detector import Detector, load_detector
 from ..storage.files import VOLUME_SUFFIXES, write_csv_atomic
 from .detect import OUTPUT_FILES, DetectRequest, detect
 
+STATUS_OK, STATUS_SKIPPED, STATUS_FAILED = "ok", "skipped", "failed"
+STATUSES = (STATUS_OK, STATUS_SKIPPED, STATUS_FAILED)
 SUMMARY_COLUMNS = ("scan_id", "path", "status", "anomaly_volume_ml", "region_count", "peak_score", "threshold",
                    "seconds", "timings_s", "error")
 
@@ -96,7 +99,7 @@ def score_one(item: ScanItem, out_root: Path, detector: Detector, fast: bool = F
     started = time.perf_counter()
     if is_complete(folder):
         summary = json.loads((folder / OUTPUT_FILES["summary"]).read_text(encoding="utf-8"))
-        return _row_from_summary(item, summary, 0.0, "skipped (already done)")
+        return _row_from_summary(item, summary, 0.0, STATUS_SKIPPED)
     shutil.rmtree(folder, ignore_errors=True)  # a half-written scan is redone from scratch
     request = DetectRequest(input=item.path, out_dir=folder, brain_mask=item.brain_mask, contrast=item.contrast,
                             device=str(detector.device), fast=fast)
@@ -104,10 +107,10 @@ def score_one(item: ScanItem, out_root: Path, detector: Detector, fast: bool = F
         summary = detect(request, ProgressReporter("none"), detector=detector)
     except ContrastiveAnomalyError as exc:
         shutil.rmtree(folder, ignore_errors=True)
-        return {"scan_id": item.scan_id, "path": str(item.path), "status": "failed",
+        return {"scan_id": item.scan_id, "path": str(item.path), "status": STATUS_FAILED,
                 "seconds": round(time.perf_counter() - started, 2),
                 "error": str(exc).splitlines()[0] if str(exc) else type(exc).__name__}
-    return _row_from_summary(item, summary, time.perf_counter() - started, "ok")
+    return _row_from_summary(item, summary, time.perf_counter() - started, STATUS_OK)
 
 
 def score_shard(items: list[ScanItem], out_root: Path, model: str | None, device: str, rank: int = 0,
@@ -128,12 +131,22 @@ def score_shard(items: list[ScanItem], out_root: Path, model: str | None, device
 
 
 def merge_summaries(out_root: Path) -> Path:
-    """Merge every ``summary.rank*.csv`` into ``summary.csv`` (sorted by scan id)."""
+    """Merge every ``summary.rank*.csv`` into ``summary.csv`` (sorted by scan id), then delete the rank files."""
     rows: list[dict[str, Any]] = []
-    for part in sorted(out_root.glob("summary.rank*.csv")):
+    parts = sorted(out_root.glob("summary.rank*.csv"))
+    for part in parts:
         with open(part, newline="", encoding="utf-8") as handle:
             rows += list(csv.DictReader(handle))
     rows.sort(key=lambda row: row["scan_id"])
     path = out_root / "summary.csv"
     write_summary_csv(rows, path)
+    for part in parts:
+        part.unlink(missing_ok=True)
     return path
+
+
+def count_statuses(summary_csv: Path) -> dict[str, int]:
+    """``{"ok": n, "skipped": n, "failed": n}`` over the rows of a batch summary CSV."""
+    with open(summary_csv, newline="", encoding="utf-8") as handle:
+        statuses = [row["status"] for row in csv.DictReader(handle)]
+    return {status: statuses.count(status) for status in STATUSES}

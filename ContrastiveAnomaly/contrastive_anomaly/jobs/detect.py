@@ -1,8 +1,9 @@
 """``detect``: from a scan on disk to anomaly outputs on the scan's own voxel grid.
 
-Stages (names as reported in the progress protocol and in ``timings_s``): read, validate, brain_extraction,
-bias_correction, registration, normalisation (see :mod:`contrastive_anomaly.preprocess`), model, postprocess,
-native_space, write. Outputs (all on exactly the input grid: same size, spacing, origin and direction, LPS):
+Stages (names as reported in the progress protocol and in ``timings_s``): load_model, read, validate,
+brain_extraction, bias_correction, registration, normalisation (see :mod:`contrastive_anomaly.preprocess`), model,
+postprocess, native_space, write. Outputs (all on exactly the input grid: same size, spacing, origin and direction,
+LPS):
 
 * ``anomaly_map.nii.gz``: the filtered residual map, float32, normalised-intensity units;
 * ``reconstruction.nii.gz``: the pseudo-healthy reconstruction, float32, normalised intensity in [0, 1];
@@ -30,11 +31,12 @@ from typing import Any
 
 import numpy as np
 import SimpleITK as sitk
+import torch
 
 from .. import __version__
 from ..preprocess import prepare_file, to_native
 from ..preprocess.native_space import model_index_to_native
-from ..runtime.precision import resolve_device
+from ..runtime.precision import deterministic_inference, precision_name, resolve_device
 from ..runtime.progress import ProgressReporter
 from ..scoring.detector import Detector, load_detector
 from ..scoring.regions import regions_summary
@@ -43,6 +45,14 @@ from ..scoring.volume_score import score_volume
 from ..storage.files import image_from_array, jsonable, staged_outputs, write_image_atomic, write_json_atomic
 from ..storage.segmentation import write_anomaly_segmentation
 from .coverage import coverage_warning, scored_coverage
+from .request_checks import check_detect_request
+
+# Typical stage durations (s) of the default model on the 2-core CPU of docs/PERFORMANCE.md: only their ratios
+# matter, as weights of the run's ``overall`` progress fraction.
+DETECT_STAGE_SECONDS = {"load_model": 1.0, "read": 0.5, "validate": 0.2, "brain_extraction": 8.0,
+                        "bias_correction": 4.0, "registration": 6.0, "normalisation": 1.0, "model": 10.0,
+                        "postprocess": 0.5, "native_space": 1.0, "write": 1.5}
+PREPROCESS_ONLY_STAGES = ("brain_extraction", "bias_correction", "registration")
 
 OUTPUT_FILES = {
     "anomaly_map": "anomaly_map.nii.gz",
@@ -95,14 +105,26 @@ def detect(request: DetectRequest, progress: ProgressReporter | None = None,
     leak into the next scan.
     """
     progress = progress or ProgressReporter("none")
+    check_detect_request(input=Path(request.input), out_dir=Path(request.out_dir),
+                         model=request.model if detector is None else str(detector.folder or ""),
+                         brain_mask=request.brain_mask, threshold=request.threshold, seed=request.seed,
+                         device=request.device, series_uid=request.series_uid, check_model=detector is None)
+    progress.plan(DETECT_STAGE_SECONDS)
     if detector is None:
-        detector = load_detector(request.model, resolve_device(request.device))
+        with progress.stage("load_model"):
+            device = resolve_device(request.device)
+            deterministic_inference(device)
+            detector = load_detector(request.model, device)
+    else:
+        deterministic_inference(detector.device)
     detector = detector.with_overrides(seed=request.seed, precision=request.precision, threshold=request.threshold,
                                        fast=request.fast)
     cfg = detector.cfg
     on_grid = request.on_model_grid
     if on_grid is None:
         on_grid = _is_on_model_grid(Path(request.input), cfg.grid.shape)
+    if on_grid:
+        progress.plan({k: v for k, v in DETECT_STAGE_SECONDS.items() if k not in PREPROCESS_ONLY_STAGES})
     prepared = prepare_file(request.input, cfg, request.brain_mask, request.series_uid, request.contrast, progress,
                             on_model_grid=on_grid)
     progress.timings_s.update({k: v for k, v in prepared.timings_s.items() if k not in progress.timings_s})
@@ -130,7 +152,7 @@ def detect(request: DetectRequest, progress: ProgressReporter | None = None,
     unscored = coverage_warning(coverage)
     if unscored is not None:
         progress.warn(unscored, code="unscored_brain")
-    precision = "bf16" if scored.dtype == "bfloat16" else "fp32"
+    precision = precision_name(detector.dtype)
     postprocess_used = {**dataclasses.asdict(cfg.postprocess), "threshold": scored.threshold}
     summary = {
         "input": str(request.input),
@@ -144,7 +166,8 @@ def detect(request: DetectRequest, progress: ProgressReporter | None = None,
                   "training_data": cfg.training_data},
         "inference": {"device": str(detector.device), "dtype": scored.dtype, "batch_size": scored.batch_size,
                       "slices": scored.processed_slices, "seed": cfg.inference.seed,
-                      "precision": precision, "precision_requested": cfg.inference.precision},
+                      "precision": precision, "precision_requested": cfg.inference.precision,
+                      "threads": torch.get_num_threads()},
         "qc": jsonable(prepared.qc),
         "warnings": list(progress.warnings),
         "engine_version": __version__,

@@ -7,6 +7,9 @@ grid uses the transform as is; carrying template data onto the scan grid uses it
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 import SimpleITK as sitk
 
@@ -16,8 +19,19 @@ from ..errors import RegistrationError
 # ITK threads per registration. With two or more threads ITK's Mattes mutual information sums its per-thread
 # partial histograms in whatever order the threads finish, so the same scan gave affine parameters differing by
 # ~6e-5 run to run, and every resampled voxel moved with them. One thread makes it bit-repeatable; measured on the
-# ROBEX scan (2-core EPYC) the brain extraction took 22 s with one thread and 17-21 s with two.
+# ROBEX scan (2-core EPYC) the brain extraction took 22 s with one thread and 17-21 s with two. The method's own
+# SetNumberOfThreads does not reach the metric, so the ITK-wide default is lowered while a registration runs.
 REGISTRATION_THREADS = 1
+
+
+@contextmanager
+def _registration_threads() -> Iterator[None]:
+    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(REGISTRATION_THREADS)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
 
 
 def working_copy(image: sitk.Image, spacing_mm: float) -> sitk.Image:
@@ -32,7 +46,6 @@ def working_copy(image: sitk.Image, spacing_mm: float) -> sitk.Image:
 
 def _method(cfg: PreprocessConfig, levels: slice, iterations: int | None = None) -> sitk.ImageRegistrationMethod:
     method = sitk.ImageRegistrationMethod()
-    method.SetNumberOfThreads(REGISTRATION_THREADS)
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=cfg.mi_bins)
     method.SetMetricSamplingStrategy(method.RANDOM)
     method.SetMetricSamplingPercentage(cfg.sampling_fraction, cfg.seed)
@@ -50,7 +63,8 @@ def _method(cfg: PreprocessConfig, levels: slice, iterations: int | None = None)
 
 def _execute(method: sitk.ImageRegistrationMethod, fixed: sitk.Image, moving: sitk.Image) -> sitk.Transform:
     try:
-        return method.Execute(fixed, moving)
+        with _registration_threads():
+            return method.Execute(fixed, moving)
     except RuntimeError as exc:
         # ITK stops when too few samples overlap: the images do not share anatomy
         reason = str(exc).strip().splitlines()[-1][:120]
@@ -120,7 +134,6 @@ def register_deformable_inverse(scan: sitk.Image, template: sitk.Image, affine: 
     inverse_affine = affine.GetInverse()
     bspline = sitk.BSplineTransformInitializer(scan, [cfg.deformable_mesh_size] * 3, order=3)
     method = sitk.ImageRegistrationMethod()
-    method.SetNumberOfThreads(REGISTRATION_THREADS)
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=cfg.mi_bins)
     method.SetMetricSamplingStrategy(method.RANDOM)
     method.SetMetricSamplingPercentage(cfg.sampling_fraction, cfg.seed)
@@ -141,7 +154,6 @@ def mutual_information(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Tr
                        fixed_mask: sitk.Image | None = None) -> float:
     """Mattes MI (ITK sign: negative, lower = better aligned) of ``moving`` seen through ``transform``."""
     method = sitk.ImageRegistrationMethod()
-    method.SetNumberOfThreads(REGISTRATION_THREADS)
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=cfg.mi_bins)
     method.SetMetricSamplingStrategy(method.NONE)
     method.SetInterpolator(sitk.sitkLinear)
@@ -149,6 +161,7 @@ def mutual_information(fixed: sitk.Image, moving: sitk.Image, transform: sitk.Tr
         method.SetMetricFixedMask(fixed_mask)
     method.SetInitialTransform(sitk.Transform(transform))
     try:
-        return float(method.MetricEvaluate(fixed, moving))
+        with _registration_threads():
+            return float(method.MetricEvaluate(fixed, moving))
     except RuntimeError:
         return 0.0  # no overlap at all: no information shared

@@ -56,10 +56,12 @@ class ProgressReporter:
         """Declare the run's stages in order with relative weights (> 0, e.g. typical seconds) for ``overall``.
 
         Stages that never run (e.g. registration for a model-grid input) are counted as done when the run reports
-        its result; stages not in the plan do not move ``overall``.
+        its result; stages not in the plan do not move ``overall``. Calling it again (a run that learns it will
+        skip stages) keeps the stages already finished.
         """
         self._weights = {name: max(float(weight), 0.0) for name, weight in weights.items()}
-        self._finished_weight, self._finished = 0.0, set()
+        self._finished &= set(self._weights)
+        self._finished_weight = sum(self._weights[name] for name in self._finished)
 
     def overall(self) -> float | None:
         """Fraction of the planned run finished, in [0, 1]; ``None`` without a plan."""

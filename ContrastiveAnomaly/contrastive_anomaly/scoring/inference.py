@@ -28,6 +28,10 @@ from ..runtime.progress import ProgressReporter
 # (benchmarks/bench_inference.py) stay below this estimate.
 WORKING_SET_TENSORS = 6
 SAFETY_FACTOR = 2.0
+# The model stage reports progress once per batch; a volume is split into at least this many batches (when it has
+# that many slices) so the bar moves steadily instead of jumping from 0 to the end in one step. The split depends
+# only on the slice count, so the same scan always runs in the same batches (repeatable maps).
+MIN_PROGRESS_STEPS = 8
 
 
 @dataclass
@@ -56,6 +60,12 @@ def inputs_per_batch(cfg: ModelConfig, dtype: torch.dtype, budget_mb: int | None
     """How many UNet inputs (slice x level pairs) fit the memory budget at once (at least 1)."""
     budget = (budget_mb if budget_mb is not None else cfg.inference.memory_budget_mb) * 2**20
     return max(1, int(budget // activation_bytes_per_input(cfg, dtype)))
+
+
+def slices_per_step(slice_count: int, budget_slices: int) -> int:
+    """Slices per batch: the memory budget's, but small enough for :data:`MIN_PROGRESS_STEPS` batches (>= 1)."""
+    steady = -(-int(slice_count) // MIN_PROGRESS_STEPS)  # ceil division
+    return max(1, min(int(budget_slices), steady))
 
 
 def brain_slices(brain_mask_kji: np.ndarray, min_pixels: int) -> np.ndarray:
@@ -88,7 +98,7 @@ def reconstruct_volume(model: AnomalyDiffusionModel, image_kji: np.ndarray, brai
         sampler = NoiseSampler(cfg.diffusion.noise, np.random.default_rng(inference.seed + draw))
         level_noise += [sampler.sample(1, height, width, device=device) for _ in levels]
     levels = levels * max(1, inference.noise_seeds)
-    slices_per_batch = max(1, inputs_per_batch(cfg, dtype) // len(levels))
+    slices_per_batch = slices_per_step(len(selected), inputs_per_batch(cfg, dtype) // len(levels))
     done = 0
     if progress is not None:
         progress.advance(0, total=len(selected))

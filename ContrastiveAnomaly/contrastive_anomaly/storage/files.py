@@ -24,6 +24,7 @@ import SimpleITK as sitk
 
 from ..atomic import atomic_write, write_json_atomic, write_text_atomic
 from ..errors import InputError, OutputError
+from .file_checks import check_complete
 
 __all__ = ["atomic_write", "write_text_atomic", "write_json_atomic", "write_csv_atomic", "write_image_atomic",
            "read_image", "image_from_array", "jsonable", "check_writable_folder", "staged_outputs", "VOLUME_SUFFIXES"]
@@ -47,6 +48,7 @@ def read_image(path: str | Path, series_uid: str | None = None, *,
 
         image = read_dicom_series(path, series_uid, warn=warn)
     else:
+        check_complete(path)
         try:
             image = sitk.ReadImage(str(path))
         except RuntimeError as exc:

@@ -1,0 +1,110 @@
+"""Checks that need no model and no torch, run before anything heavy starts (``detect``, ``detect-batch``, ``demo``).
+
+Everything here is cheap (file-system probes, a header read, the model folder's checksum) and imports neither torch
+nor the scoring code, so a wrong path or an out-of-range argument is reported in well under a second instead of
+after the model has loaded or, worse, after minutes of compute.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from ..errors import InputError, OutputError, UsageError
+from ..storage.file_checks import check_complete
+
+# The anomaly map is |x - x_hat| on images normalised to [0, 1] (brain 1st-99th percentile), so a useful threshold
+# lies strictly inside (0, 1): at 0 or below every brain voxel is flagged, at 1 or above none can be.
+THRESHOLD_RANGE = (0.0, 1.0)
+# numpy's default_rng, which draws the inference noise, takes any non-negative integer; 2**63 keeps it an int64.
+SEED_RANGE = (0, 2**63 - 1)
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|gpu|cuda(:\d+)?)$")
+
+
+def check_threshold(threshold: float | None) -> None:
+    """Refuse a threshold outside the open interval :data:`THRESHOLD_RANGE` (NaN included)."""
+    if threshold is None:
+        return
+    low, high = THRESHOLD_RANGE
+    if not low < float(threshold) < high:
+        raise UsageError(f"--threshold {threshold} is outside the anomaly map's range: give a value between {low:g} "
+                         f"and {high:g} (exclusive; the map is |input - reconstruction| on a 0-1 intensity scale)")
+
+
+def check_seed(seed: int | None) -> None:
+    if seed is not None and not SEED_RANGE[0] <= int(seed) <= SEED_RANGE[1]:
+        raise UsageError(f"--seed {seed} must be a whole number from 0 to {SEED_RANGE[1]}")
+
+
+def check_device(name: str) -> None:
+    """The device's spelling (whether CUDA is really there is checked once torch is loaded)."""
+    if not DEVICE_PATTERN.match(str(name).lower()):
+        raise UsageError(f"--device {name!r} is not one of auto, cpu, gpu, cuda, cuda:N")
+
+
+def check_input(path: Path, what: str = "input") -> None:
+    """The scan (file or DICOM folder) exists, is readable and, for NIfTI/NRRD, is not cut off."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} not found: {path}")
+    if path.is_dir():
+        if not os.access(path, os.R_OK | os.X_OK):
+            raise InputError(f"{what} folder {path} cannot be read")
+        if not any(child.is_file() for child in path.rglob("*")):
+            raise InputError(f"{what} folder {path} holds no files (a DICOM folder was expected)")
+        return
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{what} {path} cannot be read (permission denied)")
+    if path.stat().st_size == 0:
+        raise InputError(f"{what} {path} is empty (0 bytes)")
+    check_complete(path)
+
+
+def check_output_folder(folder: Path) -> None:
+    """``folder`` is, or can become, a writable folder; probed with a real temporary file, created nothing.
+
+    The probe writes in the folder itself when it exists, else in its nearest existing ancestor (where the folder
+    would be created). A real write is used rather than ``os.access`` because access() says yes to root on a
+    read-only file system.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"--out {folder} is a file, not a folder; choose a folder for the results")
+    probe = folder
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise OutputError(f"output folder {folder} is not writable: {probe} is a file")
+    try:
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".write-test."):
+            pass
+    except OSError as exc:
+        raise OutputError(f"output folder {folder} is not writable ({probe}: {exc.strerror or exc})") from None
+
+
+def resolve_model_folder(name_or_path: str | None) -> Path:
+    """The model folder for a path or registered name; :class:`CheckpointError` (one line) if there is none."""
+    from ..storage.registry import resolve_model
+
+    return resolve_model(name_or_path)
+
+
+def check_detect_request(*, input: Path, out_dir: Path, model: str | None, brain_mask: Path | None = None,
+                         threshold: float | None = None, seed: int | None = None, device: str = "auto",
+                         series_uid: str | None = None, check_model: bool = True) -> Path | None:
+    """All of ``detect``'s checks that need no model loaded, cheapest first. Returns the resolved model folder
+    (``None`` with ``check_model=False``, when the caller already holds a loaded model)."""
+    check_threshold(threshold)
+    check_seed(seed)
+    check_device(device)
+    if series_uid is not None and Path(input).is_file():
+        raise UsageError("--series applies to a DICOM folder, but the input is a file")
+    check_input(Path(input))
+    if brain_mask is not None:
+        check_input(Path(brain_mask), "brain mask")
+    check_output_folder(Path(out_dir))
+    return resolve_model_folder(model) if check_model else None
