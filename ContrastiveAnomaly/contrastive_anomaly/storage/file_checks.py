@@ -28,6 +28,7 @@ from typing import IO
 from ..errors import InputError
 
 CHUNK_BYTES = 1 << 20
+GZIP_MAGIC = b"\x1f\x8b"
 NIFTI1_HEADER_BYTES = 348
 NIFTI2_HEADER_BYTES = 540
 NRRD_TYPE_BYTES = {
@@ -100,6 +101,10 @@ def _nifti_data_end(header: bytes) -> int | None:
 
 
 def _check_nifti(path: Path, compressed: bool) -> None:
+    if compressed:
+        with open(path, "rb") as handle:
+            if handle.read(2) != GZIP_MAGIC:
+                return  # not gzip at all: ITK reports what the file is
     try:
         with (gzip.open(path, "rb") if compressed else open(path, "rb")) as handle:
             header = handle.read(NIFTI2_HEADER_BYTES)
