@@ -113,6 +113,7 @@ def test_thick_slices_warn_only():
     image[30, 30, 7] = 1.0
     warnings = validate_image(image, preset("tiny"))
     assert any("10.0 mm thick" in w for w in warnings)
+    assert [getattr(w, "code", None) for w in warnings] == ["thick_slices"]
 
 
 def test_unreadable_file(tmp_path):

@@ -53,6 +53,19 @@ def test_detect_writes_outputs_on_the_input_grid_with_jsonl_progress(trained_tin
     result = events[-1]
     assert result["event"] == "result"
     assert set(result["outputs"]) == set(OUTPUT_FILES)
+    # every stage starts, moves and ends; the model stage advances per batch, not in one jump
+    started = [e["stage"] for e in events if e["event"] == "stage_start"]
+    ended = [e["stage"] for e in events if e["event"] == "stage_end"]
+    assert started == ended and {"load_model", "read", "model", "postprocess", "native_space", "write"} <= set(ended)
+    model_done = [e["done"] for e in progress if e["stage"] == "model"]
+    assert len(set(model_done)) >= 4 and model_done == sorted(model_done)
+    overall = [e["overall"] for e in events if e["event"] in ("progress", "stage_end")]
+    assert overall == sorted(overall) and overall[-1] == 1.0
+    # the panel's data: settings used and how much of the brain was scored
+    assert result["seed"] == 0 and result["precision"] in ("bf16", "fp32")
+    assert result["postprocess"]["threshold"] == result["threshold"]
+    assert {"brain_ml", "scored_ml", "unscored_ml", "fraction", "unscored_percent"} <= set(result["scored"])
+    assert 0.0 < result["scored"]["fraction"] <= 1.0
     assert {"model", "postprocess", "write"} <= set(result["timings_s"])
     for name in ("anomaly_map", "reconstruction", "mask", "brain_mask"):
         output = sitk.ReadImage(result["outputs"][name])
@@ -62,6 +75,10 @@ def test_detect_writes_outputs_on_the_input_grid_with_jsonl_progress(trained_tin
         np.testing.assert_allclose(output.GetSpacing(), scan.GetSpacing(), atol=1e-6)
     summary = json.loads(Path(result["outputs"]["summary"]).read_text(encoding="utf-8"))
     assert summary["region_count"] == len(summary["regions"])
+    assert summary["scored"] == result["scored"] and summary["inference"]["seed"] == 0
+    assert all(region["peak_score"] >= summary["threshold"] for region in summary["regions"])
+    if result["scored"]["unscored_ml"] >= 0.05:
+        assert "unscored_brain" in summary["warning_codes"]
     assert not list(out.glob(".staging*")) and not list(out.glob("*.partial*"))
 
 

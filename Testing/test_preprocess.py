@@ -66,12 +66,12 @@ def test_model_grid_outputs(t1_run):
 
 def test_contrast_mismatch_warns_and_progress_reports_stages(t1_run):
     _, prepared, text = t1_run
-    assert any("contrast T2 differs" in w for w in prepared.warnings)
+    assert any("CONTRAST MISMATCH: the scan is T2" in w for w in prepared.warnings)
     events = [json.loads(line) for line in text.splitlines()]
     stages = [e["stage"] for e in events if e["event"] == "progress"]
     assert [s for s in STAGES if s in stages] == STAGES
     assert set(prepared.timings_s) == set(STAGES) and all(v >= 0 for v in prepared.timings_s.values())
-    assert any(e["event"] == "warning" for e in events)
+    assert any(e["event"] == "warning" and e["code"] == "contrast_mismatch" for e in events)
 
 
 def test_qc_numbers_are_plausible(t1_run):

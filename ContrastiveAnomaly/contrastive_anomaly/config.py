@@ -285,7 +285,8 @@ class PreprocessConfig:
     qc_max_brain_ml: float = 2200.0
     qc_template_dice_warn: float = 0.85
     qc_template_dice_fail: float = 0.6
-    max_slice_thickness_mm: float = 8.0
+    max_slice_thickness_mm: float = 8.0  # no longer read; kept so older config.json files still load
+    thick_slice_warning_mm: float = 5.0  # warn above this slice thickness (the model is trained at 1-2 mm)
     min_extent_mm: float = 100.0
     ct_air_threshold: float = -500.0
     ct_air_fraction: float = 0.02

@@ -10,12 +10,35 @@ import argparse
 import dataclasses
 
 from ..config import GridConfig, ModelConfig, preset
-from ..errors import InputError
+from ..errors import InputError, UsageError
 from ..runtime.progress import ProgressReporter
 
+# Preset used when none is given: the paper's sizes need a GPU (days of CPU time), the compact model trains on a CPU.
+GPU_DEFAULT_PRESET, CPU_DEFAULT_PRESET = "paper", "compact"
 
-def _config_from_args(args: argparse.Namespace, stage: str) -> ModelConfig:
-    cfg = ModelConfig.load(args.config) if args.config else preset(args.preset)
+
+def default_preset(device: str, cuda_available: bool) -> str:
+    """The preset that suits ``device`` (``auto`` means the GPU when there is one)."""
+    name = device.lower()
+    on_gpu = name in ("gpu", "cuda") or name.startswith("cuda:") or (name == "auto" and cuda_available)
+    return GPU_DEFAULT_PRESET if on_gpu else CPU_DEFAULT_PRESET
+
+
+def _preset_name(args: argparse.Namespace, progress: ProgressReporter | None) -> str:
+    if args.preset is not None:
+        return args.preset
+    import torch
+
+    name = default_preset(args.device, torch.cuda.is_available())
+    if progress is not None:
+        progress.say(f"no --preset given: using '{name}', which suits this device "
+                     f"({'GPU' if name == GPU_DEFAULT_PRESET else 'CPU only'}); pass --preset to choose")
+    return name
+
+
+def _config_from_args(args: argparse.Namespace, stage: str, progress: ProgressReporter | None = None
+                      ) -> ModelConfig:
+    cfg = ModelConfig.load(args.config) if args.config else preset(_preset_name(args, progress))
     if args.contrast:
         cfg.contrast = args.contrast
     train_cfg = cfg.encoder_training if stage == "encoder" else cfg.diffusion_training
@@ -35,7 +58,7 @@ def _training_subjects(args: argparse.Namespace, cfg: ModelConfig):
     from ..data.volumes import phantom_subjects, read_volume_folder
 
     if args.data is None and args.phantoms <= 0:
-        raise InputError("give --data FOLDER (healthy subjects) or --phantoms N")
+        raise UsageError("give --data FOLDER (healthy subjects) or --phantoms N")
     if args.data is not None:
         subjects = read_volume_folder(args.data)
         described = {"source": str(args.data), "subjects": [s.name for s in subjects]}
@@ -64,7 +87,7 @@ def run_train_encoder(args: argparse.Namespace, progress: ProgressReporter) -> i
     from ..runtime.distributed import init_distributed, shutdown
     from ..training.loops import train_encoder
 
-    cfg = _config_from_args(args, "encoder")
+    cfg = _config_from_args(args, "encoder", progress)
     if args.mim_only:
         cfg.encoder.contrastive_weight = 0.0
     train, val, described = _training_subjects(args, cfg)
@@ -83,7 +106,7 @@ def run_train(args: argparse.Namespace, progress: ProgressReporter) -> int:
     from ..storage.checkpoint import read_model_config
     from ..training.loops import train_diffusion
 
-    cfg = _config_from_args(args, "diffusion")
+    cfg = _config_from_args(args, "diffusion", progress)
     if args.encoder is not None and args.config is None:
         encoder_cfg, _ = read_model_config(args.encoder)
         cfg.encoder = encoder_cfg.encoder
@@ -156,7 +179,7 @@ def run_calibrate(args: argparse.Namespace, progress: ProgressReporter) -> int:
     from ..storage.registry import resolve_model
 
     if args.healthy is None and args.labelled is None:
-        raise InputError("give --healthy FOLDER (rule B: fixed FPR) or --labelled FOLDER (rule A: best Dice)")
+        raise UsageError("give --healthy FOLDER (rule B: fixed FPR) or --labelled FOLDER (rule A: best Dice)")
     with progress.stage("calibrate"):
         folder, threshold = export_calibrated_model(
             resolve_model(args.model), read_volume_folder(args.healthy) if args.healthy else [], args.out,

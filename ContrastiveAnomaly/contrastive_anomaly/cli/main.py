@@ -39,7 +39,8 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--val-data", type=Path, help="healthy validation subjects (default: split off --data)")
     data.add_argument("--val-fraction", type=float, default=0.2, help="subjects held out for validation")
     model = parser.add_argument_group("model and optimisation (override the preset)")
-    model.add_argument("--preset", default="paper", help="paper, compact or tiny (default: paper)")
+    model.add_argument("--preset", choices=("paper", "compact", "tiny"),
+                       help="model size (default: what suits the device: paper on a GPU, compact on a CPU)")
     model.add_argument("--config", type=Path, help="a config.json to start from instead of a preset")
     model.add_argument("--contrast", choices=CONTRASTS, help="contrast of the training data")
     model.add_argument("--steps", type=int, help="optimisation steps")
@@ -131,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "of the registries; members are md5-checked all the same")
     _add_common(fetch)
 
-    add_benchmark_parser(sub)
+    add_benchmark_parser(sub, EPILOG)
     add_models_parser(sub)
     add_fit_parser(sub, EPILOG)
     return parser

@@ -7,6 +7,7 @@ before it imports torch or the scoring code, so a mistake is reported in well un
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -93,7 +94,16 @@ def run_detect(args: argparse.Namespace, progress: ProgressReporter) -> int:
         print(f"{summary['region_count']} region(s), {summary['total_volume_ml']:.2f} mL above threshold "
               f"{summary['threshold']:.4f}; {coverage_line(summary['scored'])}; seed {summary['inference']['seed']}, "
               f"{summary['inference']['precision']}; outputs in {args.out}")
+        _repeat_warnings(summary["warnings"])
     return 0
+
+
+def _repeat_warnings(warnings: list[str]) -> None:
+    """Warnings scroll past between the progress bars; list them again under the result (stderr)."""
+    if warnings:
+        print(f"{len(warnings)} warning(s), also in summary.json:", file=sys.stderr)
+        for message in warnings:
+            print(f"  warning: {message}", file=sys.stderr)
 
 
 def run_demo(args: argparse.Namespace, progress: ProgressReporter) -> int:
@@ -112,6 +122,7 @@ def run_demo(args: argparse.Namespace, progress: ProgressReporter) -> int:
         print(f"Dice against the planted lesion: {summary['dice']:.3f} "
               f"({summary['region_count']} region(s), {summary['total_volume_ml']:.1f} mL found; "
               f"planted {summary['synthetic_lesion']['volume_ml']:.1f} mL); {coverage_line(summary['scored'])}")
+        _repeat_warnings(summary["warnings"])
     return 0
 
 

@@ -30,7 +30,8 @@ def scored_coverage(prepared: PreparedVolume, processed_slices: np.ndarray) -> d
     shape_kji = prepared.brain_mask_kji.shape
     slice_kji = np.zeros(shape_kji, dtype=np.uint8)
     slice_kji[np.asarray(processed_slices, dtype=int)] = 1
-    scored_native = sitk.GetArrayViewFromImage(to_native(prepared, slice_kji, "nearest")) > 0
+    # a copy, not a view: a view of a temporary image would point at freed memory
+    scored_native = sitk.GetArrayFromImage(to_native(prepared, slice_kji, "nearest")) > 0
     brain = sitk.GetArrayViewFromImage(prepared.native_brain_mask) > 0
     voxel_ml = float(np.prod(prepared.native_reference.GetSpacing())) / 1000.0
     return scored_fraction(float(brain.sum()) * voxel_ml, float((brain & scored_native).sum()) * voxel_ml)

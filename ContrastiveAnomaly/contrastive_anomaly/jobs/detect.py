@@ -34,17 +34,16 @@ import SimpleITK as sitk
 import torch
 
 from .. import __version__
-from ..preprocess import prepare_file, to_native
-from ..preprocess.native_space import model_index_to_native
+from ..preprocess import prepare_file
 from ..runtime.precision import deterministic_inference, precision_name, resolve_device
 from ..runtime.progress import ProgressReporter
 from ..scoring.detector import Detector, load_detector
 from ..scoring.regions import regions_summary
-from ..scoring.threshold_index import ThresholdIndex, ijk_to_lps_of, native_mask
 from ..scoring.volume_score import score_volume
 from ..storage.files import image_from_array, jsonable, staged_outputs, write_image_atomic, write_json_atomic
 from ..storage.segmentation import write_anomaly_segmentation
 from .coverage import coverage_warning, scored_coverage
+from .native_outputs import native_outputs
 from .request_checks import check_detect_request
 
 # Typical stage durations (s) of the default model on the 2-core CPU of docs/PERFORMANCE.md: only their ratios
@@ -97,8 +96,11 @@ def _is_on_model_grid(path: Path, shape_ijk: tuple[int, int, int]) -> bool:
 
 
 def detect(request: DetectRequest, progress: ProgressReporter | None = None,
-           detector: Detector | None = None) -> dict[str, Any]:
+           detector: Detector | None = None, *, report_result: bool = True) -> dict[str, Any]:
     """Run the whole detection; returns the summary dict (also written as ``summary.json``).
+
+    ``report_result=False`` leaves the final ``result`` event to a caller that does more work afterwards (the demo),
+    so the result stays the last event of the run.
 
     ``detector``: a model already loaded by :func:`load_detector` (bulk scoring loads it once). The request's
     seed, precision, threshold and fast mode apply to a copy (:meth:`Detector.with_overrides`), so they never
@@ -129,24 +131,9 @@ def detect(request: DetectRequest, progress: ProgressReporter | None = None,
                             on_model_grid=on_grid)
     progress.timings_s.update({k: v for k, v in prepared.timings_s.items() if k not in progress.timings_s})
     scored = score_volume(detector, prepared.image_kji, prepared.brain_mask_kji, progress)
-    with progress.stage("native_space", total=3):
-        native_map = to_native(prepared, scored.filtered, "linear")
-        # outside the brain the model reconstructs nothing; zero it so the side-by-side view shows only the brain
-        native_reconstruction = to_native(prepared, scored.reconstruction * prepared.brain_mask_kji, "linear")
-        reference = prepared.native_reference
-        # one mask and one region definition for summary.json and the panel: decided on the model grid, looked up
-        # natively (see scoring/threshold_index.py)
-        model_index = model_index_to_native(prepared.model_grid, reference, prepared.model_to_native_transform)
-        native_map_kji = sitk.GetArrayViewFromImage(native_map)
-        index = ThresholdIndex.on_model_grid(scored.filtered, ijk_to_lps_of(reference.GetSpacing(),
-                                                                           reference.GetOrigin(),
-                                                                           reference.GetDirection()),
-                                             max_removed_component_voxels=cfg.postprocess.max_removed_component_voxels,
-                                             connectivity=cfg.postprocess.connectivity)
-        mask_kji = native_mask(scored.mask, model_index)
-        native_mask_image = image_from_array(mask_kji.astype(np.uint8), reference)
-        # only the native voxels inside the mask are visited; the panel adds the whole-grid sums when it loads
-        regions = index.regions_from_native(scored.mask, model_index, native_map_kji)
+    with progress.stage("native_space"):
+        native = native_outputs(prepared, scored, cfg)
+        regions = native.regions
     processed = scored.processed_slice_indices
     coverage = scored_coverage(prepared, np.arange(prepared.image_kji.shape[0]) if processed is None else processed)
     unscored = coverage_warning(coverage)
@@ -170,23 +157,40 @@ def detect(request: DetectRequest, progress: ProgressReporter | None = None,
                       "threads": torch.get_num_threads()},
         "qc": jsonable(prepared.qc),
         "warnings": list(progress.warnings),
+        "warning_codes": list(progress.warning_codes),
+        "contrast": {"scan": request.contrast, "model": cfg.contrast,
+                     "mismatch": "contrast_mismatch" in progress.warning_codes,
+                     "post_contrast_header": "post_contrast" in progress.warning_codes},
         "engine_version": __version__,
         "units": "anomaly scores are |input - reconstruction| in normalised intensity (brain 1st-99th pct -> 0-1)",
     }
     out_dir = Path(request.out_dir)
-    with progress.stage("write", total=len(OUTPUT_FILES)), staged_outputs(out_dir) as staging:
-        write_image_atomic(native_map, staging / OUTPUT_FILES["anomaly_map"])
-        write_image_atomic(native_reconstruction, staging / OUTPUT_FILES["reconstruction"])
-        write_image_atomic(native_mask_image, staging / OUTPUT_FILES["mask"])
-        write_image_atomic(image_from_array(model_index, reference), staging / OUTPUT_FILES["model_index"])
-        index.save(staging / OUTPUT_FILES["threshold_index"])
-        write_image_atomic(prepared.native_brain_mask, staging / OUTPUT_FILES["brain_mask"])
-        write_anomaly_segmentation(mask_kji, reference, staging / OUTPUT_FILES["segmentation"])
+    reference = prepared.native_reference
+    writers = {
+        "anomaly_map": lambda path: write_image_atomic(native.anomaly_map, path),
+        "reconstruction": lambda path: write_image_atomic(native.reconstruction, path),
+        "mask": lambda path: write_image_atomic(native.mask, path),
+        "model_index": lambda path: write_image_atomic(image_from_array(native.model_index_kji, reference), path),
+        "threshold_index": native.index.save,
+        "brain_mask": lambda path: write_image_atomic(prepared.native_brain_mask, path),
+        "segmentation": lambda path: write_anomaly_segmentation(native.mask_kji, reference, path),
+    }
+    with progress.stage("write", total=len(OUTPUT_FILES)) as stage, staged_outputs(out_dir) as staging:
+        for done, (name, write) in enumerate(writers.items(), start=1):
+            write(staging / OUTPUT_FILES[name])
+            stage.advance(done)
         summary["timings_s"] = {k: round(v, 3) for k, v in progress.timings_s.items()}
         write_json_atomic(summary, staging / OUTPUT_FILES["summary"])
     outputs = {name: str(out_dir / filename) for name, filename in OUTPUT_FILES.items()}
-    progress.result(outputs, threshold=scored.threshold, postprocess=postprocess_used, seed=cfg.inference.seed,
-                    precision=precision, scored=coverage, region_count=summary["region_count"],
-                    total_volume_ml=summary["total_volume_ml"])
     summary["outputs"] = outputs
+    if report_result:
+        progress.result(outputs, **result_fields(summary))
     return summary
+
+
+def result_fields(summary: dict[str, Any]) -> dict[str, Any]:
+    """The result event's fields (besides outputs, timings and warnings) for a detect summary."""
+    return {"threshold": summary["threshold"], "postprocess": summary["postprocess"],
+            "seed": summary["inference"]["seed"], "precision": summary["inference"]["precision"],
+            "scored": summary["scored"], "region_count": summary["region_count"],
+            "total_volume_ml": summary["total_volume_ml"]}

@@ -64,12 +64,6 @@ def _stage(progress: ProgressReporter, timings: dict[str, float], name: str) -> 
     timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
 
 
-def _contrast_warning(cfg: ModelConfig, contrast: str | None) -> list[str]:
-    if contrast is None or contrast.upper() == cfg.contrast.upper():
-        return []
-    return [f"scan contrast {contrast} differs from the model's {cfg.contrast}; anomaly maps may be unreliable"]
-
-
 def _mask_on_grid(mask: sitk.Image, reference: sitk.Image) -> sitk.Image:
     """A user mask as uint8 0/1 on ``reference``'s grid (nearest neighbour in physical space if grids differ)."""
     validate.check_mask_matches(mask, reference)
@@ -124,7 +118,7 @@ def prepare_volume(image: sitk.Image, cfg: ModelConfig, brain_mask: sitk.Image |
     timings: dict[str, float] = {}
     pp = cfg.preprocess
     with _stage(progress, timings, "validate"):
-        warnings = validate.validate_image(image, cfg) + _contrast_warning(cfg, contrast)
+        warnings = validate.validate_image(image, cfg, contrast)
         image = sitk.Cast(image, sitk.sitkFloat32)
     if on_model_grid:
         prepared = _prepare_on_model_grid(image, cfg, brain_mask, progress, timings, warnings)

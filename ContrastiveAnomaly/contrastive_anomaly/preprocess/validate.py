@@ -1,17 +1,32 @@
 """Checks that a volume can be a brain MRI before any work is done on it (docs/PREPROCESSING.md, bad input).
 
-Each failed check raises :class:`InputError` with one line; doubtful but usable inputs return warnings.
+Each failed check raises :class:`InputError` with one line; doubtful but usable inputs return warnings. A warning
+is a :class:`~contrastive_anomaly.runtime.events.CodedMessage` (a ``str`` with a stable ``code``), so the progress
+reporter can tag its warning event and a program can pick out, e.g., a contrast mismatch.
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import SimpleITK as sitk
 
 from ..config import ModelConfig
 from ..errors import InputError
+from ..runtime.events import CodedMessage
 
 MIB = 2**20
+# Header fields that describe the acquisition: NIfTI ``descrip`` (ITK's name), NRRD ``content``, and the DICOM
+# SeriesDescription the DICOM reader stores on the image.
+DESCRIPTION_KEYS = ("descrip", "content", "ContrastiveAnomaly:SeriesDescription")
+# Words that mark a post-contrast (gadolinium-enhanced) acquisition in series descriptions: "post", "post-gad",
+# "gad"/"gado"/"gadolinium", "Gd", "+C"/"C+", "T1c"/"T1ce"/"CE-T1", "contrast", "enhanced".
+_NOT_LETTER_BEFORE, _NOT_LETTER_AFTER = r"(?<![a-z])", r"(?![a-z])"  # "_post" counts, "posterior" does not
+POST_CONTRAST_PATTERN = re.compile("|".join((
+    rf"{_NOT_LETTER_BEFORE}post{_NOT_LETTER_AFTER}", rf"{_NOT_LETTER_BEFORE}gad", rf"{_NOT_LETTER_BEFORE}gd"
+    rf"{_NOT_LETTER_AFTER}", rf"\+ ?c{_NOT_LETTER_AFTER}", rf"{_NOT_LETTER_BEFORE}c ?\+",
+    rf"t1[-_ ]?ce?{_NOT_LETTER_AFTER}", rf"{_NOT_LETTER_BEFORE}ce[-_ ]?t1", "contrast", "enhanc")), re.IGNORECASE)
 
 
 def max_input_voxels(cfg: ModelConfig) -> int:
@@ -46,9 +61,41 @@ def check_geometry(image: sitk.Image, cfg: ModelConfig) -> list[str]:
         raise InputError(f"image covers only {extent.min():.0f} mm along one axis (extent "
                          f"{' x '.join(f'{e:.0f}' for e in extent)} mm), too small to hold a brain")
     warnings = []
-    if spacing.max() > cfg.preprocess.max_slice_thickness_mm:
-        warnings.append(f"slices are {spacing.max():.1f} mm thick (more than "
-                        f"{cfg.preprocess.max_slice_thickness_mm:.0f} mm); results will be coarse")
+    limit = cfg.preprocess.thick_slice_warning_mm
+    if spacing.max() > limit:
+        warnings.append(CodedMessage(
+            f"slices are {spacing.max():.1f} mm thick, more than the {limit:g} mm the model was made for; small "
+            "lesions can be missed and partial-volume edges flagged (use a thinner acquisition if there is one)",
+            "thick_slices"))
+    return warnings
+
+
+def header_descriptions(image: sitk.Image) -> list[str]:
+    """The non-empty acquisition descriptions found in the image's header (:data:`DESCRIPTION_KEYS`)."""
+    keys = set(image.GetMetaDataKeys())
+    return [image.GetMetaData(key).strip() for key in DESCRIPTION_KEYS
+            if key in keys and image.GetMetaData(key).strip()]
+
+
+def check_acquisition(image: sitk.Image, cfg: ModelConfig, contrast: str | None) -> list[str]:
+    """Warnings for a scan the model was not made for: another contrast, or a post-contrast T1 for a T1 model.
+
+    ``contrast``: what the user says the scan is (``None`` = not stated). A header description that reads as
+    post-contrast (:data:`POST_CONTRAST_PATTERN`) on a scan scored by a plain T1 model gives a warning.
+    """
+    warnings: list[str] = []
+    if contrast is not None and contrast.upper() != cfg.contrast.upper():
+        warnings.append(CodedMessage(
+            f"CONTRAST MISMATCH: the scan is {contrast} but the model was trained on {cfg.contrast} scans; its "
+            f"anomaly map on this scan is not meaningful (use a {contrast} model)", "contrast_mismatch"))
+    if cfg.contrast.upper() == "T1" and (contrast is None or contrast.upper() == "T1"):
+        for text in header_descriptions(image):
+            if POST_CONTRAST_PATTERN.search(text):
+                warnings.append(CodedMessage(
+                    f"the header describes this scan as post-contrast ({text[:60]!r}); the model was trained on "
+                    "plain (pre-contrast) T1 scans, so enhancing vessels, dura and lesions will be flagged",
+                    "post_contrast"))
+                break
     return warnings
 
 
@@ -66,11 +113,14 @@ def check_intensities(array: np.ndarray, cfg: ModelConfig) -> None:
                          f"{cfg.preprocess.ct_air_threshold:g}); an MRI volume is needed")
 
 
-def validate_image(image: sitk.Image, cfg: ModelConfig) -> list[str]:
-    """Run every check on ``image``; raise :class:`InputError` on the first failure, return the warnings."""
+def validate_image(image: sitk.Image, cfg: ModelConfig, contrast: str | None = None) -> list[str]:
+    """Run every check on ``image``; raise :class:`InputError` on the first failure, return the warnings.
+
+    ``contrast``: the scan's contrast as the user gave it (checked against the model's), or ``None``.
+    """
     warnings = check_geometry(image, cfg)
     check_intensities(sitk.GetArrayViewFromImage(image), cfg)
-    return warnings
+    return warnings + check_acquisition(image, cfg, contrast)
 
 
 def check_mask_matches(mask: sitk.Image, image: sitk.Image) -> None:

@@ -40,6 +40,21 @@ EventKind = Literal["stage_start", "progress", "stage_end", "warning", "result",
 EVENT_KINDS: tuple[str, ...] = ("stage_start", "progress", "stage_end", "warning", "result", "error")
 
 
+class CodedMessage(str):
+    """A one-line message that also carries a stable machine ``code`` (e.g. ``"contrast_mismatch"``).
+
+    It is a ``str``, so code that keeps warnings as strings keeps working; the progress reporter puts ``code`` in
+    the warning event.
+    """
+
+    code: str
+
+    def __new__(cls, message: str, code: str) -> CodedMessage:
+        instance = super().__new__(cls, message)
+        instance.code = code
+        return instance
+
+
 # --------------------------------------------------------------------------------------------------- builders
 def _base(kind: EventKind) -> dict[str, Any]:
     return {"event": kind, "v": PROTOCOL_VERSION}

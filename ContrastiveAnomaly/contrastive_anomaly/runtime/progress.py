@@ -131,8 +131,13 @@ class ProgressReporter:
         elif self.mode == "jsonl":
             print(message, file=sys.stderr, flush=True)
 
-    def warn(self, message: str, code: str = "warning") -> None:
-        """Record a warning (kept for the summary) and show it: stderr in ``bar`` mode, an event in ``jsonl``."""
+    def warn(self, message: str, code: str | None = None) -> None:
+        """Record a warning (kept for the summary) and show it: stderr in ``bar`` mode, an event in ``jsonl``.
+
+        ``code`` defaults to the message's own (:class:`.events.CodedMessage`), else ``"warning"``.
+        """
+        code = code or getattr(message, "code", "warning")
+        message = str(message)
         self.warnings.append(message)
         self.warning_codes.append(code)
         if self.mode == "jsonl":

@@ -12,10 +12,11 @@ from ...runtime.progress import ProgressReporter
 DEFAULT_KINDS = "tumour,stroke,ms"
 
 
-def add_benchmark_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``benchmark`` to the top-level sub-parsers ``sub``."""
+def add_benchmark_parser(sub: argparse._SubParsersAction, epilog: str | None = None) -> argparse.ArgumentParser:
+    """Add ``benchmark`` to the top-level sub-parsers ``sub`` (``epilog``: the closing line of ``--help``)."""
     bench = sub.add_parser(
-        "benchmark", help="leave-one-real-subject-out synthetic-lesion benchmark of a model vs the template z-score",
+        "benchmark", epilog=epilog,
+        help="leave-one-real-subject-out synthetic-lesion benchmark of a model vs the template z-score",
         description="Holds out each real T1 subject of the corpus in turn, plants lesions in every real subject, "
                     "calibrates rule A (best Dice) and rule B (healthy FPR) and the z-score statistics on the other "
                     "subjects only, and reports in-brain AUROC/AUPRC (+ prevalence), Dice by both rules, the floor, "

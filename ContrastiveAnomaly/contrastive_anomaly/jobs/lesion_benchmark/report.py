@@ -17,6 +17,7 @@ from ...data.volumes import Subject
 from ...scoring.volume_score import VolumeScore
 from ...storage.files import atomic_write, write_csv_atomic, write_text_atomic
 from ..figures import overview_figure
+from ..radiological import MODEL_GRID_DIRECTION
 
 CAVEAT = ("**Caveat: proof of method, not a clinical result.** Training used population templates (and augmented "
           "copies of them); the held-out data are two real T1 subjects (ITK k-means, ROBEX), rotated as "
@@ -98,6 +99,7 @@ def summary_plot(rows: list[dict[str, Any]], path: Path) -> Path:
 
 def montage(case: Subject, score: VolumeScore, threshold: float, postprocess_mask: np.ndarray, path: Path,
             title: str) -> Path:
-    """input | reconstruction | map | predicted (at ``threshold``) vs true mask, for one test case."""
+    """input | reconstruction | map | predicted (at ``threshold``) vs true mask, for one model-grid test case
+    (drawn in radiological convention from the model grid's direction)."""
     return overview_figure(case.image, score.reconstruction, score.filtered, postprocess_mask, case.label, path,
-                           title=title, threshold=threshold)
+                           title=title, threshold=threshold, direction=MODEL_GRID_DIRECTION)
