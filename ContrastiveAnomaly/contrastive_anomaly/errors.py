@@ -1,6 +1,6 @@
 """Errors whose message is a single line meant for the user (the CLI prints it and exits non-zero).
 
-Exit codes of the ``contrastive-anomaly`` command (also listed in docs/ENGINE.md):
+Exit codes of the ``contrastive-anomaly`` command (also listed in README.md, "Command reference"):
 
 ==== ===================================================================================================
 0    success
