@@ -38,7 +38,7 @@ def test_no_timing_probe_remains():
 
 def test_detect_twice_gives_identical_bytes(trained_tiny_model, tmp_path):
     """The full clinical path (brain extraction and registration included) on an oblique head, bf16 forced."""
-    from contrastive_anomaly.data.phantom_head import head_phantom, rotation_matrix
+    from contrastive_anomaly.data.phantoms import head_phantom, rotation_matrix
 
     direction = rotation_matrix((10.0, -6.0, 4.0)) @ np.diag([-1.0, 1.0, -1.0])
     phantom = head_phantom(size=(72, 80, 64), spacing=(3.0, 3.0, 3.0), direction=direction, seed=5)
