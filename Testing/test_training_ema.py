@@ -69,3 +69,37 @@ def test_timestep_range_outside_the_chain_is_refused(tmp_path):
     code = main(["train", "--config", str(config), "--phantoms", "4", "--out", str(tmp_path / "run"),
                  "--progress", "none"])
     assert code != 0 and not (tmp_path / "run" / "last").exists()
+
+
+def test_a_kill_between_the_checkpoint_renames_is_recovered(tmp_path):
+    cfg = small_config()
+    cfg.diffusion_training.steps = 4
+    cfg.diffusion_training.validate_every = 2
+    config = tmp_path / "config.json"
+    cfg.save(config)
+    common = ["train", "--config", str(config), "--phantoms", "4", "--progress", "none", "--out", str(tmp_path / "run")]
+    assert main([*common, "--steps", "2"]) == 0
+    last = tmp_path / "run" / "last"
+    last.rename(last.with_name("last.previous"))  # the state a kill leaves between the two renames
+    assert main([*common, "--resume"]) == 0
+    assert load_model_folder(last)[2]["step"] == 4
+    assert not last.with_name("last.previous").exists() and not (tmp_path / "run" / ".last.partial").exists()
+
+
+def test_resumed_stage_reports_from_its_start_and_an_honest_eta(monkeypatch):
+    import io
+    import json
+
+    from contrastive_anomaly.runtime import progress as progress_module
+
+    clock = iter([100.0, 110.0, 110.0, 110.0])  # stage start, then 10 s later for the first resumed step
+    monkeypatch.setattr(progress_module.time, "perf_counter", lambda: next(clock))
+    stream = io.StringIO()
+    reporter = progress_module.ProgressReporter("jsonl", stream=stream)
+    with reporter.stage("train", total=100, start=90) as stage:
+        stage.advance(91)
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert next(e for e in events if e["event"] == "progress")["done"] == 90
+    eta = next(e for e in events if e["event"] == "progress" and e["done"] == 91)["eta_s"]
+    # one step took 10 s and nine remain: 90 s, not 9/91 of 10 s as if all 91 steps had run in this session
+    assert eta == 90.0

@@ -42,6 +42,7 @@ class ProgressReporter:
         self._bar: tqdm | None = None
         self._stage: str | None = None
         self._stage_start = 0.0
+        self._start_step = 0
         self._total = 1
         self._done = 0
 
@@ -75,19 +76,23 @@ class ProgressReporter:
 
     # ------------------------------------------------------------------------------------------------ stages
     @contextmanager
-    def stage(self, name: str, total: int = 1) -> Iterator[ProgressReporter]:
-        """Time a stage of ``total`` steps; call :meth:`advance` inside it for progress between start and end."""
-        self._stage, self._total, self._done = name, max(int(total), 1), 0
+    def stage(self, name: str, total: int = 1, *, start: int = 0) -> Iterator[ProgressReporter]:
+        """Time a stage of ``total`` steps; call :meth:`advance` inside it for progress between start and end.
+
+        ``start``: steps already done before this run (a resumed training); the stage begins there, and the ETA
+        counts only the steps done since, so a resume does not look faster than it is."""
+        self._stage, self._total = name, max(int(total), 1)
+        self._done = self._start_step = min(max(int(start), 0), self._total)
         self._stage_start = time.perf_counter()
         names = list(self._weights)
         index = names.index(name) + 1 if name in self._weights else None
         count = len(names) or None
         if self.mode == "bar":
             label = f"[{index}/{count}] {name}" if index is not None else name
-            self._bar = tqdm(total=self._total, desc=label, file=sys.stderr, leave=True, dynamic_ncols=True,
-                             mininterval=0.5)
+            self._bar = tqdm(total=self._total, initial=self._done, desc=label, file=sys.stderr, leave=True,
+                             dynamic_ncols=True, mininterval=0.5)
         self.emit(events.stage_start_event(name, total=self._total, index=index, count=count))
-        self.emit(events.progress_event(name, 0, self._total, overall=self.overall()))
+        self.emit(events.progress_event(name, self._done, self._total, overall=self.overall()))
         completed = False
         try:
             yield self
@@ -113,7 +118,8 @@ class ProgressReporter:
             self._total = max(int(total), 1)
         self._done = min(max(int(done), 0), self._total)
         elapsed = time.perf_counter() - self._stage_start
-        eta = elapsed / self._done * (self._total - self._done) if self._done > 0 else None
+        since_start = self._done - self._start_step
+        eta = elapsed / since_start * (self._total - self._done) if since_start > 0 else None
         if self._bar is not None:
             self._bar.total = self._total
             self._bar.n = self._done

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -171,9 +173,31 @@ class _Stage:
     after_train_mode: Callable[[], None] = lambda: None
 
 
+def _previous(folder: Path) -> Path:
+    return folder.with_name(folder.name + ".previous")
+
+
+def _replace_folder(staging: Path, folder: Path) -> None:
+    """Put a complete checkpoint folder in place of ``folder``: two renames, so a kill at any moment leaves either
+    the old or the new checkpoint complete under ``folder`` or, between the renames, under ``folder.previous``."""
+    previous = _previous(folder)
+    shutil.rmtree(previous, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, previous)
+    os.replace(staging, folder)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _recover_folder(folder: Path) -> None:
+    """Undo a kill between the two renames of :func:`_replace_folder` (the previous checkpoint is complete)."""
+    if not folder.exists() and _previous(folder).is_dir():
+        os.replace(_previous(folder), folder)
+
+
 def _restore(stage: _Stage, last: Path, optimizer: torch.optim.Optimizer, average: WeightAverage | None
              ) -> dict[str, Any]:
     """Load a resumable checkpoint: online weights, EMA weights and update count, optimiser and loop state."""
+    _recover_folder(last)
     if not (last / TRAINER_STATE_FILE).is_file():
         raise CheckpointError(f"nothing to resume in {last}")
     _, saved, _ = load_model_folder(last)
@@ -212,18 +236,24 @@ def _fit(stage: _Stage, out_dir: Path, ctx: DistContext, progress: ProgressRepor
     recent_losses: list[float] = []
 
     def checkpoint(meta: dict[str, Any], *, is_best: bool) -> None:
+        """Write ``last`` (and ``best``) complete in a staging folder, then swap it in (a kill leaves no mix)."""
         if not ctx.is_main:
             return
         evaluated = stage.trainable if average is None else average.module
         state["ema_updates"] = 0 if average is None else average.updates
-        stage.save(last, evaluated, meta)
-        save_trainer_state(last, optimizer, state,
+        staging = out_dir / ".last.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        stage.save(staging, evaluated, meta)
+        save_trainer_state(staging, optimizer, state,
                            online_weights=None if average is None else stage.trainable.state_dict())
+        _replace_folder(staging, last)
         if is_best:
-            stage.save(best, evaluated, meta)
+            staging = out_dir / ".best.partial"
+            shutil.rmtree(staging, ignore_errors=True)
+            stage.save(staging, evaluated, meta)
+            _replace_folder(staging, best)
 
-    with progress.stage(stage.name, total=train_cfg.steps) as reporter:
-        reporter.advance(state["step"])
+    with progress.stage(stage.name, total=train_cfg.steps, start=state["step"]) as reporter:
         batches: Iterator = iter(())
         if state["step"] < train_cfg.steps:
             batches = _batches(stage.train_data, local_batch, train_cfg.seed, ctx, state["step"])
