@@ -33,6 +33,8 @@ def add_benchmark_parser(sub: argparse._SubParsersAction, epilog: str | None = N
     bench.add_argument("--lesions-per-kind", type=int, default=5, help="cases per kind per subject (default 5)")
     bench.add_argument("--copy-cases", type=int, default=1,
                        help="cases per kind per subject for the copied-contrast diagnostic (default 1)")
+    bench.add_argument("--diagnostic-templates", type=int, default=1,
+                       help="training templates the model scores for the healthy-error diagnostic (default 1)")
     bench.add_argument("--precision", choices=("auto", "bf16", "fp32"), help="override the model's precision")
     bench.add_argument("--progress", choices=("bar", "jsonl", "none"), default="bar", help="progress display")
     bench.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -54,7 +56,7 @@ def run_benchmark_command(args: argparse.Namespace, progress: ProgressReporter) 
     subjects = tuple(s.strip() for s in args.subjects.split(",")) if args.subjects else None
     request = LosoRequest(corpus=args.corpus, out_dir=args.out, model=args.model, kinds=kinds, subjects=subjects,
                           lesions_per_kind=args.lesions_per_kind, device=args.device, precision=args.precision,
-                          copy_cases_per_kind=args.copy_cases,
+                          copy_cases_per_kind=args.copy_cases, diagnostic_templates=args.diagnostic_templates,
                           command="contrastive-anomaly " + shlex.join(sys.argv[1:]))
     outputs = run_loso(request, progress)
     progress.result({name: str(path) for name, path in outputs.items()})

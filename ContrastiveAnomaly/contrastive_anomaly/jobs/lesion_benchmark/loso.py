@@ -77,6 +77,7 @@ class LosoRequest:
     device: str = "auto"
     precision: str | None = None
     copy_cases_per_kind: int = 1
+    diagnostic_templates: int = 1  # templates the model scores for the fit diagnostics (the z-score uses all)
     command: str = ""
 
 
@@ -287,8 +288,9 @@ def run_loso(request: LosoRequest, progress: ProgressReporter | None = None) -> 
     healthy_residual: dict[str, np.ndarray] = {}
     volumes_scored = 0
     model_started = time.perf_counter()
-    with progress.stage("healthy scans", total=len(templates) + len(real)):
-        for done, subject in enumerate(templates + real, start=1):
+    scored_templates = templates[:max(request.diagnostic_templates, 0)]
+    with progress.stage("healthy scans", total=len(scored_templates) + len(real)):
+        for done, subject in enumerate(scored_templates + real, start=1):
             score = score_volume(detector, subject.image, subject.brain_mask)
             healthy_recon[subject.name], healthy_filtered[subject.name] = score.reconstruction, score.filtered
             healthy_residual[subject.name] = score.residual
@@ -321,7 +323,7 @@ def run_loso(request: LosoRequest, progress: ProgressReporter | None = None) -> 
             progress.advance(fold_index)
     means = _means_over_folds(rows)
     with progress.stage("diagnostics"):
-        diagnostics = _diagnostics(detector, templates, real, cases, healthy_recon, request)
+        diagnostics = _diagnostics(detector, scored_templates, real, cases, healthy_recon, request)
     diagnostics["timing"] = {"total_s": time.perf_counter() - started, "model_s": model_seconds,
                              "healthy_volumes": volumes_scored, "lesion_cases": len(cases),
                              "lesion_slices_reconstructed": slices_run, "slices_per_volume": int(cfg.grid.shape[2]),
