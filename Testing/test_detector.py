@@ -67,11 +67,12 @@ def test_request_overrides_do_not_leak_into_the_next_scan(trained_tiny_model, tm
     calibrated = shared.cfg.postprocess.threshold
     assert calibrated is not None
     loaded_cfg = copy.deepcopy(shared.cfg)
+    override = (calibrated + 1.0) / 2  # inside the plain map's (0, 1) and never the calibrated value
     scan = write_model_grid_image(small_subjects(1, first_seed=50)[0].image, tmp_path / "scan.nii.gz")
-    first = detect(DetectRequest(input=scan, out_dir=tmp_path / "a", threshold=calibrated * 3 + 0.01, seed=5,
+    first = detect(DetectRequest(input=scan, out_dir=tmp_path / "a", threshold=override, seed=5,
                                  fast=True, precision="fp32"), ProgressReporter("none"), detector=shared)
     second = detect(DetectRequest(input=scan, out_dir=tmp_path / "b"), ProgressReporter("none"), detector=shared)
-    assert first["threshold"] == pytest.approx(calibrated * 3 + 0.01) and first["inference"]["seed"] == 5
+    assert first["threshold"] == pytest.approx(override) and first["inference"]["seed"] == 5
     assert second["threshold"] == pytest.approx(calibrated)
     assert second["inference"]["seed"] == shared.cfg.inference.seed != 5
     assert shared.cfg == loaded_cfg

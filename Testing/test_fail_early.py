@@ -81,3 +81,18 @@ def test_threshold_must_be_inside_the_map_range(value):
     with pytest.raises(UsageError):
         request_checks.check_threshold(value)
     request_checks.check_threshold(0.2)
+
+
+def test_threshold_range_follows_the_models_map_scale(tmp_path):
+    """A plain map is bounded by 1; a healthy-voxel-normalised map takes any finite positive threshold."""
+    plain, normalised = tmp_path / "plain", tmp_path / "normalised"
+    for folder, mode in ((plain, "none"), (normalised, "healthy_voxel_stats")):
+        folder.mkdir()
+        (folder / "config.json").write_text(json.dumps({"postprocess": {"residual_normalisation": mode}}))
+    assert request_checks.threshold_range(plain) == (0.0, 1.0)
+    with pytest.raises(UsageError, match="0-1 intensity scale"):
+        request_checks.check_threshold(3.5, valid=request_checks.threshold_range(plain))
+    request_checks.check_threshold(3.5, valid=request_checks.threshold_range(normalised))
+    for bad in (0.0, float("inf"), float("nan")):
+        with pytest.raises(UsageError):
+            request_checks.check_threshold(bad, valid=request_checks.threshold_range(normalised))

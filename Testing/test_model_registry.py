@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from contrastive_anomaly.cli.main import main
-from contrastive_anomaly.errors import CheckpointError, InputError
+from contrastive_anomaly.errors import CheckpointError, UsageError
 from contrastive_anomaly.storage import registry
 from contrastive_anomaly.storage.integrity import sha256_of
 
@@ -104,13 +104,13 @@ def test_import_refuses_tampered_files_and_taken_names(dirs, tmp_path):
     registry.import_model(source, **dirs)
     other = tmp_path / "other" / "m"
     make_model_folder(other, weights=b"different")
-    with pytest.raises(InputError, match="already registered"):
+    with pytest.raises(UsageError, match="already registered"):
         registry.import_model(other, **dirs)
-    with pytest.raises(InputError, match="built-in"):
+    with pytest.raises(UsageError, match="built-in"):
         registry.import_model(other, name="base", **dirs)
-    with pytest.raises(InputError, match="not allowed"):
+    with pytest.raises(UsageError, match="not allowed"):
         registry.import_model(other, name="../evil", **dirs)
-    with pytest.raises(InputError, match="built-in"):
+    with pytest.raises(UsageError, match="built-in"):
         registry.remove_model("base", **dirs)
 
 

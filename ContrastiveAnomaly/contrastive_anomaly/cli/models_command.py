@@ -58,9 +58,9 @@ def run_models_command(args: argparse.Namespace, progress: ProgressReporter) -> 
     if args.models_command == "show":
         entry = registry.find_model(args.name)
         if entry is None:
-            from ..errors import InputError
+            from ..errors import UsageError
 
-            raise InputError(f"no model named {args.name!r} is registered (see 'contrastive-anomaly models list')")
+            raise UsageError(f"no model named {args.name!r} is registered (see 'contrastive-anomaly models list')")
         manifest = registry.verify_model(entry.folder, entry.sha256)
         if args.json:
             print(json.dumps({**entry.to_dict(), "verified": True, "files": manifest}, indent=2))

@@ -32,7 +32,8 @@ def add_scan_parsers(sub: argparse._SubParsersAction, epilog: str, add_common: A
     det.add_argument("--contrast", choices=CONTRASTS, help="the scan's contrast (checked)")
     det.add_argument("--series", help="DICOM SeriesInstanceUID to use when the folder holds several series")
     det.add_argument("--threshold", type=float,
-                     help="override the model's calibrated threshold (between 0 and 1, exclusive)")
+                     help="override the model's calibrated threshold (between 0 and 1 exclusive for a plain map; "
+                          "above 0 for a model with healthy-voxel normalisation)")
     det.add_argument("--fast", action="store_true", help="one noise level (t=500) instead of three: 3x faster")
     det.add_argument("--precision", choices=("auto", "bf16", "fp32"),
                      help="compute precision; auto = bf16 on GPUs and CPUs with native bf16 (AMX/AVX-512-BF16), "

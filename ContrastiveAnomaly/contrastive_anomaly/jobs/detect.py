@@ -44,7 +44,7 @@ from ..storage.files import image_from_array, jsonable, staged_outputs, write_im
 from ..storage.segmentation import write_anomaly_segmentation
 from .coverage import coverage_warning, scored_coverage
 from .native_outputs import native_outputs
-from .request_checks import check_detect_request
+from .request_checks import check_detect_request, check_threshold, range_for_normalisation
 
 # Typical stage durations (s) of the default model on the 2-core CPU of docs/PERFORMANCE.md: only their ratios
 # matter, as weights of the run's ``overall`` progress fraction.
@@ -119,6 +119,8 @@ def detect(request: DetectRequest, progress: ProgressReporter | None = None,
             detector = load_detector(request.model, device)
     else:
         deterministic_inference(detector.device)
+        map_range = range_for_normalisation(detector.cfg.postprocess.residual_normalisation)
+        check_threshold(request.threshold, valid=map_range)
     detector = detector.with_overrides(seed=request.seed, precision=request.precision, threshold=request.threshold,
                                        fast=request.fast)
     cfg = detector.cfg

@@ -7,6 +7,8 @@ after the model has loaded or, worse, after minutes of compute.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 import tempfile
@@ -15,22 +17,49 @@ from pathlib import Path
 from ..errors import InputError, OutputError, UsageError
 from ..storage.file_checks import check_complete
 
-# The anomaly map is |x - x_hat| on images normalised to [0, 1] (brain 1st-99th percentile), so a useful threshold
-# lies strictly inside (0, 1): at 0 or below every brain voxel is flagged, at 1 or above none can be.
+# A plain anomaly map is |x - x_hat| on images normalised to [0, 1] (brain 1st-99th percentile), so a useful threshold
+# lies strictly inside (0, 1): at 0 or below every brain voxel is flagged, at 1 or above none can be. A model whose
+# config asks for healthy-voxel normalisation scores z-like values instead, bounded only below.
 THRESHOLD_RANGE = (0.0, 1.0)
+NORMALISED_THRESHOLD_RANGE = (0.0, math.inf)
 # numpy's default_rng, which draws the inference noise, takes any non-negative integer; 2**63 keeps it an int64.
 SEED_RANGE = (0, 2**63 - 1)
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|gpu|cuda(:\d+)?)$")
 
 
-def check_threshold(threshold: float | None) -> None:
-    """Refuse a threshold outside the open interval :data:`THRESHOLD_RANGE` (NaN included)."""
+def range_for_normalisation(residual_normalisation: str) -> tuple[float, float]:
+    """The open interval a threshold must lie in for a map with this ``postprocess.residual_normalisation``."""
+    return THRESHOLD_RANGE if residual_normalisation == "none" else NORMALISED_THRESHOLD_RANGE
+
+
+def threshold_range(model_folder: Path | None) -> tuple[float, float]:
+    """The open interval a threshold must lie in for this model's map (read from its ``config.json``, no torch).
+
+    :data:`THRESHOLD_RANGE` for plain residual maps (0-1 intensity scale), :data:`NORMALISED_THRESHOLD_RANGE` for a
+    model whose ``postprocess.residual_normalisation`` is not ``"none"``; an unreadable config gives the plain range
+    (the model's own load reports what is wrong with it).
+    """
+    if model_folder is None:
+        return THRESHOLD_RANGE
+    try:
+        config = json.loads((Path(model_folder) / "config.json").read_text(encoding="utf-8"))
+        normalisation = config.get("postprocess", {}).get("residual_normalisation", "none")
+    except (OSError, ValueError, AttributeError):
+        return THRESHOLD_RANGE
+    return range_for_normalisation(normalisation)
+
+
+def check_threshold(threshold: float | None, *, valid: tuple[float, float] = THRESHOLD_RANGE) -> None:
+    """Refuse a threshold outside the open interval ``valid`` (NaN included)."""
     if threshold is None:
         return
-    low, high = THRESHOLD_RANGE
+    low, high = valid
     if not low < float(threshold) < high:
-        raise UsageError(f"--threshold {threshold} is outside the anomaly map's range: give a value between {low:g} "
-                         f"and {high:g} (exclusive; the map is |input - reconstruction| on a 0-1 intensity scale)")
+        scale = ("a 0-1 intensity scale" if high == THRESHOLD_RANGE[1]
+                 else "the healthy residual's standard-deviation scale")
+        span = f"between {low:g} and {high:g} (exclusive" if math.isfinite(high) else f"above {low:g} (finite"
+        raise UsageError(f"--threshold {threshold} is outside the anomaly map's range: give a value {span}; this "
+                         f"model's map is |input - reconstruction| on {scale})")
 
 
 def check_seed(seed: int | None) -> None:
@@ -98,7 +127,7 @@ def check_detect_request(*, input: Path, out_dir: Path, model: str | None, brain
                          series_uid: str | None = None, check_model: bool = True) -> Path | None:
     """All of ``detect``'s checks that need no model loaded, cheapest first. Returns the resolved model folder
     (``None`` with ``check_model=False``, when the caller already holds a loaded model)."""
-    check_threshold(threshold)
+    check_threshold(threshold, valid=NORMALISED_THRESHOLD_RANGE)  # the model-specific upper bound comes below
     check_seed(seed)
     check_device(device)
     if series_uid is not None and Path(input).is_file():
@@ -107,4 +136,8 @@ def check_detect_request(*, input: Path, out_dir: Path, model: str | None, brain
     if brain_mask is not None:
         check_input(Path(brain_mask), "brain mask")
     check_output_folder(Path(out_dir))
-    return resolve_model_folder(model) if check_model else None
+    if not check_model:
+        return None
+    folder = resolve_model_folder(model)
+    check_threshold(threshold, valid=threshold_range(folder))
+    return folder

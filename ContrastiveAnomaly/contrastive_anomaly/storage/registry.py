@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import CheckpointError, InputError
+from ..errors import CheckpointError, InputError, UsageError
 from .integrity import CHECKSUM_FILE, CONFIG_FILE, WEIGHTS_FILE, read_manifest, sha256_of, verify_model_folder
 
 REGISTRY_FILE = "registry.json"
@@ -219,11 +219,11 @@ def resolve_model(name_or_path: str | Path | None, *, verify: bool = True, built
 
 def _check_name(name: str, *, builtin_dir: Path | None) -> None:
     if not MODEL_NAME_PATTERN.match(name) or name == DEFAULT_MODEL:
-        raise InputError(f"model name {name!r} is not allowed: use letters, digits, '.', '_' or '-' "
+        raise UsageError(f"model name {name!r} is not allowed: use letters, digits, '.', '_' or '-' "
                          f"(at most 64 characters, not {DEFAULT_MODEL!r})")
     builtin_dir = BUILTIN_MODELS_DIR if builtin_dir is None else Path(builtin_dir)
     if any(row["name"] == name for row in _read_rows(builtin_dir)):
-        raise InputError(f"{name!r} is the name of a built-in model; choose another name")
+        raise UsageError(f"{name!r} is the name of a built-in model; choose another name")
 
 
 def _write_rows(user_dir: Path, rows: list[dict[str, Any]]) -> None:
@@ -281,7 +281,7 @@ def import_model(source: str | Path, *, name: str | None = None, user_dir: Path 
     source = Path(source).expanduser()
     if source.is_file():
         if source.name != WEIGHTS_FILE:
-            raise InputError(f"select a model folder or its {WEIGHTS_FILE} (got {source.name})")
+            raise UsageError(f"select a model folder or its {WEIGHTS_FILE} (got {source.name})")
         source = source.parent
     if not source.is_dir():
         raise InputError(f"model folder not found: {source}")
@@ -295,7 +295,7 @@ def import_model(source: str | Path, *, name: str | None = None, user_dir: Path 
     if existing is not None or target.exists():
         if existing is not None and existing.get("sha256") == manifest[WEIGHTS_FILE]:
             return _entry(existing, user_dir, "user")
-        raise InputError(f"a different model named {name!r} is already registered; remove it first "
+        raise UsageError(f"a different model named {name!r} is already registered; remove it first "
                          f"('contrastive-anomaly models remove {name}') or choose another name")
     files = [*manifest, CHECKSUM_FILE] + ([CARD_FILE] if (source / CARD_FILE).is_file() else [])
     user_dir.mkdir(parents=True, exist_ok=True)
@@ -322,9 +322,9 @@ def remove_model(name: str, *, user_dir: Path | None = None, builtin_dir: Path |
     user_dir = user_models_dir() if user_dir is None else Path(user_dir)
     entry = find_model(name, builtin_dir=builtin_dir, user_dir=user_dir)
     if entry is None or entry.name != name:
-        raise InputError(f"no model named {name!r} is registered (see 'contrastive-anomaly models list')")
+        raise UsageError(f"no model named {name!r} is registered (see 'contrastive-anomaly models list')")
     if entry.source == "built-in":
-        raise InputError(f"{name!r} is a built-in model and cannot be removed")
+        raise UsageError(f"{name!r} is a built-in model and cannot be removed")
     rows = _read_rows(user_dir)
     _write_rows(user_dir, [r for r in rows if r["name"] != name])
     inside = entry.folder.resolve().parent == user_dir.resolve()
