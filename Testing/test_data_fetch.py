@@ -15,13 +15,13 @@ import pytest
 import SimpleITK as sitk
 
 from contrastive_anomaly.data import fetch as fetch_module
+from contrastive_anomaly.data.corpus_manifest import load_manifest
 from contrastive_anomaly.data.corpus_preprocess import load_preprocessed, load_tissue, tissue_on_model_grid
 from contrastive_anomaly.data.fetch import (
     AptUnavailable,
     ChecksumError,
     RegistryError,
     fetch_corpus,
-    load_manifest,
     pip_download,
 )
 from contrastive_anomaly.data.registry_corpus import CORPUS_FILES, PACKAGES, SUBJECTS, CorpusFile, Package

@@ -20,8 +20,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from contrastive_anomaly.data.augment import AugmentationConfig, RealismAugmentation
+from contrastive_anomaly.data.corpus_manifest import load_manifest
 from contrastive_anomaly.data.corpus_preprocess import load_preprocessed
-from contrastive_anomaly.data.fetch import load_manifest
 from contrastive_anomaly.data.volumes import Subject, write_subject
 from contrastive_anomaly.storage.files import write_json_atomic
 

@@ -20,6 +20,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..storage.files import write_image_atomic
+from .corpus_manifest import load_manifest, write_manifest
 from .registry_corpus import SUBJECTS, CorpusFile
 
 PrepareFn = Callable[..., Any]
@@ -245,8 +246,6 @@ def ensure_preprocessed(out_dir: Path, cfg: Any, *, prepare: PrepareFn | None = 
     manifest (rewritten atomically). So a model on another grid (e.g. the paper's central slab) can be benchmarked
     without touching the default-grid files other commands use.
     """
-    from ..storage.files import write_json_atomic
-    from .fetch import MANIFEST_NAME, load_manifest
     from .registry_corpus import CORPUS_FILES
 
     out_dir = Path(out_dir)
@@ -265,7 +264,7 @@ def ensure_preprocessed(out_dir: Path, cfg: Any, *, prepare: PrepareFn | None = 
     present = [f for f in CORPUS_FILES if (out_dir / f.dest).is_file()]
     grids[tag] = preprocess_corpus(out_dir, present, prepare=prepare, cfg=cfg, force=False,
                                    folder_name=f"{PREPROCESSED_DIR}-{tag}")
-    write_json_atomic(manifest, out_dir / MANIFEST_NAME, sort_keys=True)
+    write_manifest(out_dir, manifest)
     return {"preprocessed": grids[tag]}
 
 

