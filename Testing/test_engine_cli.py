@@ -191,12 +191,12 @@ def test_detect_full_pipeline_on_an_oblique_non_ras_head(trained_tiny_model, tmp
 
     summary = json.loads((out / OUTPUT_FILES["summary"]).read_text(encoding="utf-8"))
     model_index = sitk.GetArrayFromImage(sitk.ReadImage(str(out / OUTPUT_FILES["model_index"])))
-    native_map = sitk.GetArrayFromImage(sitk.ReadImage(str(out / OUTPUT_FILES["anomaly_map"])))
-    index = ThresholdIndex.load(out / OUTPUT_FILES["threshold_index"]).with_native(model_index, native_map)
+    index = ThresholdIndex.load(out / OUTPUT_FILES["threshold_index"]).with_native(model_index)
     mask_file = sitk.GetArrayFromImage(sitk.ReadImage(str(out / OUTPUT_FILES["mask"]))) > 0
     again = native_mask(index.model_mask(summary["threshold"]), model_index)
     assert np.array_equal(again, mask_file)
     regions = index.regions(summary["threshold"])
     assert [round(r.volume_ml, 6) for r in regions] == [round(r["volume_ml"], 6) for r in summary["regions"]]
+    assert [round(r.peak_score, 6) for r in regions] == [round(r["peak_score"], 6) for r in summary["regions"]]
     voxel_ml = np.prod(phantom.image.GetSpacing()) / 1000.0
     assert abs(sum(r.volume_ml for r in regions) - mask_file.sum() * voxel_ml) < 1e-6

@@ -4,12 +4,14 @@ below the threshold (the linearly resampled map used to give thin regions a sub-
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 
 from contrastive_anomaly.config import preset
-from contrastive_anomaly.jobs.native_outputs import decision_scores, native_outputs
+from contrastive_anomaly.jobs.native_outputs import native_outputs
 from contrastive_anomaly.preprocess import PreparedVolume
 from contrastive_anomaly.scoring.postprocess import binarize
+from contrastive_anomaly.scoring.threshold_index import ThresholdIndex
 from contrastive_anomaly.scoring.volume_score import VolumeScore
 
 THRESHOLD = 0.25
@@ -50,7 +52,14 @@ def test_every_region_peaks_at_or_above_its_threshold():
     assert linear[outputs.mask_kji].max() < THRESHOLD
 
 
-def test_decision_scores_follow_the_nearest_lookup():
-    filtered = np.arange(8, dtype=np.float32).reshape(2, 2, 2)
-    index = np.array([[[0, 1], [8, 3]]], dtype=np.int32)
-    np.testing.assert_array_equal(decision_scores(filtered, index), [[[0.0, 0.0], [7.0, 2.0]]])
+def test_panel_findings_use_the_same_scores_as_detect(tmp_path):
+    """The panel adds native sums to the saved index (its slider path): its regions on the thin line must report
+    the same volume, peak and mean as summary.json, not the lower linearly resampled values."""
+    prepared, scored, cfg = _case()
+    outputs = native_outputs(prepared, scored, cfg)
+    panel = ThresholdIndex.load(outputs.index.save(tmp_path / "index.npz")).with_native(outputs.model_index_kji)
+    regions = panel.regions(THRESHOLD)
+    assert len(regions) == len(outputs.regions) == 1
+    assert regions[0].peak_score == outputs.regions[0].peak_score == np.float32(0.30)
+    assert regions[0].mean_score == pytest.approx(outputs.regions[0].mean_score, rel=1e-12)
+    assert regions[0].voxel_count == outputs.regions[0].voxel_count

@@ -88,7 +88,7 @@ def test_detect_results_land_on_the_input_grid(tmp_path, model_folder):
     assert np.isfinite(scores).all() and scores.min() >= 0.0
     segmentation = slicer_bridge.create_anomaly_segmentation(mrml.scene, input_node, "anomalies")
     outputs = tracker.result.outputs
-    index = findings.ResultIndex.load(outputs["threshold_index"], outputs["model_index"], outputs["anomaly_map"])
+    index = findings.ResultIndex.load(outputs["threshold_index"], outputs["model_index"])
     mask = slicer_bridge.in_volume_voxel_order(index.native_mask(tracker.result.threshold), index.native_ijk_to_ras,
                                                input_node)
     slicer_bridge.set_segment_mask(mrml.scene, mrml.segmentations_logic, segmentation, mask, input_node)

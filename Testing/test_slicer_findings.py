@@ -30,8 +30,7 @@ def make_result(seed: int = 3):
     filtered = ndimage.gaussian_filter(rng.random((6, 8, 10)), 0.8).astype(np.float32)
     model_index = np.arange(1, filtered.size + 1, dtype=np.int32).reshape(filtered.shape)
     model_index = model_index.repeat(2, 0).repeat(2, 1).repeat(2, 2)
-    native_map = rng.random(model_index.shape)
-    index = ThresholdIndex.build(filtered, model_index, native_map, np.diag([-1.0, -1.0, 1.0, 1.0]) @ IJK_TO_RAS,
+    index = ThresholdIndex.build(filtered, model_index, np.diag([-1.0, -1.0, 1.0, 1.0]) @ IJK_TO_RAS,
                                  max_removed_component_voxels=2, connectivity=26)
     return findings.ResultIndex(index, model_index), filtered
 

@@ -72,7 +72,7 @@ FAKE_ENGINE = textwrap.dedent('''
         sitk.WriteImage(out, outputs[name])
     from contrastive_anomaly.scoring.threshold_index import ThresholdIndex, ijk_to_lps_of
     model_index = np.arange(1, scores.size + 1, dtype=np.int32).reshape(scores.shape)  # model grid = scan grid
-    index = ThresholdIndex.build(scores, model_index, scores, ijk_to_lps_of(image.GetSpacing(), image.GetOrigin(),
+    index = ThresholdIndex.build(scores, model_index, ijk_to_lps_of(image.GetSpacing(), image.GetOrigin(),
                                  image.GetDirection()), max_removed_component_voxels=1, connectivity=26)
     outputs["threshold_index"] = str(index.save(os.path.join(args.out, "threshold_index.npz")))
     out = sitk.GetImageFromArray(model_index)

@@ -156,7 +156,7 @@ def fill_example_state(panel) -> None:
     threshold = 0.15
     child(panel, "thresholdSlider").setProperty("value", threshold)
     model_index = np.arange(1, scores.size + 1, dtype=np.int32).reshape(scores.shape)
-    index = ThresholdIndex.build(scores, model_index, scores, np.diag([-1.0, -1.0, 1.0, 1.0]) @ ijk_to_ras,
+    index = ThresholdIndex.build(scores, model_index, np.diag([-1.0, -1.0, 1.0, 1.0]) @ ijk_to_ras,
                                  max_removed_component_voxels=7, connectivity=26)
     rows = findings.ResultIndex(index, model_index).readout(threshold).findings
     child(panel, "summaryLabel").setText(widget_state.summary_text(findings.summarize(rows), threshold))

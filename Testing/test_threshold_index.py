@@ -15,13 +15,15 @@ MODEL_SHAPE = (6, 8, 10)  # KJI
 
 def make_case(seed: int = 0):
     """A smooth random model-grid map; the native grid is the model grid upsampled 2x (each model voxel -> 8 native
-    voxels), shifted by one native slice so that the first native slice samples nothing (index 0)."""
+    voxels), shifted by one native slice so that the first native slice samples nothing (index 0). ``native_map`` is
+    the brute-force native score: the model-grid value each native voxel samples."""
     rng = np.random.default_rng(seed)
     filtered = ndimage.gaussian_filter(rng.random(MODEL_SHAPE), 0.8).astype(np.float32)
     flat = np.arange(1, filtered.size + 1).reshape(MODEL_SHAPE)
     index = np.zeros((MODEL_SHAPE[0] * 2 + 1, MODEL_SHAPE[1] * 2, MODEL_SHAPE[2] * 2), dtype=np.int32)
     index[1:] = flat.repeat(2, 0).repeat(2, 1).repeat(2, 2)
-    native_map = rng.random(index.shape)
+    # what each native voxel scores: the model-grid value it samples (0 where it samples none)
+    native_map = np.concatenate([[0.0], filtered.ravel()])[index]
     ijk_to_lps = np.diag([0.5, 0.6, 0.7, 1.0])
     ijk_to_lps[:3, 3] = [10.0, -4.0, 2.0]
     return filtered, index, native_map, ijk_to_lps
@@ -31,7 +33,7 @@ def make_case(seed: int = 0):
 def test_mask_and_regions_match_a_brute_force_native_computation(threshold):
     filtered, index, native_map, ijk_to_lps = make_case()
     cfg = PostprocessConfig(max_removed_component_voxels=3, connectivity=6)
-    built = ThresholdIndex.build(filtered, index, native_map, ijk_to_lps, max_removed_component_voxels=3,
+    built = ThresholdIndex.build(filtered, index, ijk_to_lps, max_removed_component_voxels=3,
                                  connectivity=6)
     model_mask = built.model_mask(threshold)
     assert np.array_equal(model_mask, binarize(filtered, threshold, cfg))
@@ -62,7 +64,7 @@ def test_mask_and_regions_match_a_brute_force_native_computation(threshold):
 
 def test_save_load_round_trip_and_monotone(tmp_path):
     filtered, index, native_map, ijk_to_lps = make_case(1)
-    built = ThresholdIndex.build(filtered, index, native_map, ijk_to_lps, max_removed_component_voxels=2,
+    built = ThresholdIndex.build(filtered, index, ijk_to_lps, max_removed_component_voxels=2,
                                  connectivity=26)
     loaded = ThresholdIndex.load(built.save(tmp_path / "index.npz"))
     volumes = []
@@ -83,12 +85,12 @@ def test_detect_measures_without_native_sums_the_same_regions(threshold, tmp_pat
     light = ThresholdIndex.on_model_grid(filtered, ijk_to_lps, max_removed_component_voxels=3, connectivity=26)
     assert light.native is None
     mask = light.model_mask(threshold)
-    direct = light.regions_from_native(mask, index, native_map)
+    direct = light.regions_from_native(mask, index)
     loaded = ThresholdIndex.load(light.save(tmp_path / "index.npz"))
     assert loaded.native is None
     with pytest.raises(ValueError, match="no native sums"):
         loaded.regions(threshold)
-    panel = loaded.with_native(index, native_map).regions(threshold)
+    panel = loaded.with_native(index).regions(threshold)
     assert len(direct) == len(panel) > 0
     for a, b in zip(direct, panel, strict=True):
         assert a.voxel_count == b.voxel_count and a.peak_score == b.peak_score
@@ -100,10 +102,10 @@ def test_native_sums_do_not_depend_on_the_chunking(monkeypatch):
     from contrastive_anomaly.scoring import threshold_index
 
     filtered, index, native_map, ijk_to_lps = make_case(3)
-    whole = ThresholdIndex.build(filtered, index, native_map, ijk_to_lps, max_removed_component_voxels=2,
+    whole = ThresholdIndex.build(filtered, index, ijk_to_lps, max_removed_component_voxels=2,
                                  connectivity=6).native
     monkeypatch.setattr(threshold_index, "CHUNK_SLICES", 3)
-    chunked = ThresholdIndex.build(filtered, index, native_map, ijk_to_lps, max_removed_component_voxels=2,
+    chunked = ThresholdIndex.build(filtered, index, ijk_to_lps, max_removed_component_voxels=2,
                                    connectivity=6).native
     assert np.array_equal(whole.count, chunked.count) and np.array_equal(whole.map_max, chunked.map_max)
     np.testing.assert_allclose(whole.map_sum, chunked.map_sum, rtol=1e-12)

@@ -69,13 +69,13 @@ def native_index(native_shape: tuple[int, int, int] | None = None) -> np.ndarray
     return flat.astype(np.int32)
 
 
-def detect_index_cost(filtered, index_kji, native_map, native_ijk_to_lps) -> float:
+def detect_index_cost(filtered, index_kji, native_ijk_to_lps) -> float:
     """Seconds ``detect`` spends on the index at its threshold: the model-grid part, the mask, the regions."""
     start = time.perf_counter()
     light = ThresholdIndex.on_model_grid(filtered, native_ijk_to_lps, max_removed_component_voxels=MAX_REMOVED,
                                          connectivity=CONNECTIVITY)
     mask = light.model_mask(0.5 * float(filtered.max()))
-    light.regions_from_native(mask, index_kji, native_map)
+    light.regions_from_native(mask, index_kji)
     return time.perf_counter() - start
 
 
@@ -119,9 +119,9 @@ def main() -> None:
     for kind in ("clean", "noisy"):
         filtered = model_map(kind)
         native_map = np.concatenate([[0.0], filtered.ravel()]).astype(np.float32)[index_kji]
-        detect_s = detect_index_cost(filtered, index_kji, native_map, native_ijk_to_lps)
+        detect_s = detect_index_cost(filtered, index_kji, native_ijk_to_lps)
         start = time.perf_counter()
-        built = ThresholdIndex.build(filtered, index_kji, native_map, native_ijk_to_lps,
+        built = ThresholdIndex.build(filtered, index_kji, native_ijk_to_lps,
                                      max_removed_component_voxels=MAX_REMOVED, connectivity=CONNECTIVITY)
         build_s = time.perf_counter() - start
         result = ResultIndex(built, index_kji)

@@ -64,8 +64,8 @@ class ResultIndex:
         self._last: Readout | None = None
 
     @classmethod
-    def load(cls, index_file: str | Path, model_index_file: str | Path, map_file: str | Path) -> ResultIndex:
-        """From ``detect``'s ``threshold_index.npz``, ``model_index.nii.gz`` and ``anomaly_map.nii.gz``.
+    def load(cls, index_file: str | Path, model_index_file: str | Path) -> ResultIndex:
+        """From ``detect``'s ``threshold_index.npz`` and ``model_index.nii.gz``.
 
         ``detect`` writes only the model-grid part of the index; the per-model-voxel native sums that make every
         slider move cheap are added here, once per result (one chunked pass over the scan's voxels).
@@ -75,7 +75,7 @@ class ResultIndex:
         model_index = sitk.GetArrayFromImage(sitk.ReadImage(str(model_index_file))).astype(np.int32, copy=False)
         index = ThresholdIndex.load(index_file)
         if index.native is None:
-            index = index.with_native(model_index, sitk.GetArrayFromImage(sitk.ReadImage(str(map_file))))
+            index = index.with_native(model_index)
         return cls(index, model_index)
 
     @property

@@ -156,8 +156,7 @@ class DetectionLogic:
         result = run.tracker.result
         inputVolume = run.inputVolume
         baseName = inputVolume.GetName()
-        index = findings.ResultIndex.load(result.outputs["threshold_index"], result.outputs["model_index"],
-                                          result.outputs["anomaly_map"])
+        index = findings.ResultIndex.load(result.outputs["threshold_index"], result.outputs["model_index"])
         existing = self.resultNodes(inputVolume)
         created = []
         try:

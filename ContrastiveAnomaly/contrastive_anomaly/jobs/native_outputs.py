@@ -2,10 +2,11 @@
 
 The anomaly decision is made on the model grid and looked up natively by nearest neighbour (one model voxel per
 native voxel, :func:`~contrastive_anomaly.preprocess.native_space.model_index_to_native`). Region scores (peak and
-mean) are taken from the **same** lookup: the model-grid values that decided the mask. They used to come from the
-linearly resampled native map, which mixes a flagged voxel with its unflagged neighbours, so a thin region could
-report a peak below the threshold that flagged it (e.g. a 1-voxel-thick line at 0.30 sampled a quarter voxel off
-its centre reads 0.30 x 0.75 x 0.75 = 0.17). The written ``anomaly_map`` stays linearly resampled for viewing.
+mean) are taken from the **same** lookup: the model-grid values that decided the mask (``ThresholdIndex``), for
+``detect`` and the panel alike. The linearly resampled native map mixes a flagged voxel with its unflagged
+neighbours, so a thin region would report a peak below the threshold that flagged it (e.g. a 1-voxel-thick line
+at 0.30 sampled a quarter voxel off its centre reads 0.30 x 0.75 x 0.75 = 0.17). The written ``anomaly_map``
+stays linearly resampled for viewing.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ..config import ModelConfig
 from ..preprocess import PreparedVolume, to_native
 from ..preprocess.native_space import model_index_to_native
 from ..scoring.regions import Region
-from ..scoring.threshold_index import OUTSIDE, ThresholdIndex, ijk_to_lps_of, native_mask
+from ..scoring.threshold_index import ThresholdIndex, ijk_to_lps_of, native_mask
 from ..scoring.volume_score import VolumeScore
 from ..storage.files import image_from_array
 
@@ -37,16 +38,6 @@ class NativeOutputs:
     regions: list[Region]
 
 
-def decision_scores(filtered_kji: np.ndarray, model_index_kji: np.ndarray) -> np.ndarray:
-    """For each native voxel, the model-grid score it samples (nearest neighbour), 0 outside the model grid.
-
-    ``filtered_kji``: model grid, KJI; ``model_index_kji``: native grid, 1-based flat model index (0 = outside).
-    """
-    flat = np.ascontiguousarray(filtered_kji, dtype=np.float32).ravel()
-    index = np.asarray(model_index_kji)
-    return np.where(index != OUTSIDE, flat[np.maximum(index, 1) - 1], 0.0).astype(np.float32)
-
-
 def native_outputs(prepared: PreparedVolume, scored: VolumeScore, cfg: ModelConfig) -> NativeOutputs:
     """Resample the scored volume onto the scan's grid and measure its regions there."""
     anomaly_map = to_native(prepared, scored.filtered, "linear")
@@ -61,5 +52,4 @@ def native_outputs(prepared: PreparedVolume, scored: VolumeScore, cfg: ModelConf
     mask_kji = native_mask(scored.mask, model_index)
     return NativeOutputs(anomaly_map=anomaly_map, reconstruction=reconstruction, mask_kji=mask_kji,
                          mask=image_from_array(mask_kji.astype(np.uint8), reference), model_index_kji=model_index,
-                         index=index, regions=index.regions_from_native(
-                             scored.mask, model_index, decision_scores(scored.filtered, model_index)))
+                         index=index, regions=index.regions_from_native(scored.mask, model_index))

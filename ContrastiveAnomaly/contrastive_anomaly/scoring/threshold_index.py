@@ -6,8 +6,10 @@ that decision by nearest-neighbour lookup: every native voxel knows which model 
 (``model_index``, 1-based, 0 = outside the model grid), so the native mask is ``model_mask.flat[model_index - 1]``.
 
 A **region** is a connected component of the model-grid mask (the grid the decision is made on). Its native
-volume, peak and mean score and centroid are aggregated over the native voxels that sample it. Two ways, same
-numbers (up to float summation order):
+volume and centroid are aggregated over the native voxels that sample it, and so are its peak and mean score, from
+the **model-grid values each native voxel samples** (the values that decided the mask; a linearly resampled map would
+mix a flagged voxel with its unflagged neighbours and could report a peak below the threshold that flagged it). Two
+ways, same numbers (up to float summation order):
 
 * ``detect`` measures one threshold once: :meth:`ThresholdIndex.regions_from_native` aggregates only the native voxels
   inside the mask (one lookup over the native grid), so the CLI pays almost nothing for the index. The file it
@@ -75,25 +77,22 @@ class ThresholdIndex:
                    int(connectivity), np.asarray(native_ijk_to_lps, dtype=np.float64))
 
     @classmethod
-    def build(cls, filtered_kji: np.ndarray, model_index_kji: np.ndarray, native_map_kji: np.ndarray,
-              native_ijk_to_lps: np.ndarray, *, max_removed_component_voxels: int,
-              connectivity: int) -> ThresholdIndex:
+    def build(cls, filtered_kji: np.ndarray, model_index_kji: np.ndarray, native_ijk_to_lps: np.ndarray, *,
+              max_removed_component_voxels: int, connectivity: int) -> ThresholdIndex:
         """The model-grid part plus the native sums (:meth:`with_native`)."""
         model_part = cls.on_model_grid(filtered_kji, native_ijk_to_lps, connectivity=connectivity,
                                        max_removed_component_voxels=max_removed_component_voxels)
-        return model_part.with_native(model_index_kji, native_map_kji)
+        return model_part.with_native(model_index_kji)
 
-    def with_native(self, model_index_kji: np.ndarray, native_map_kji: np.ndarray) -> ThresholdIndex:
+    def with_native(self, model_index_kji: np.ndarray) -> ThresholdIndex:
         """A copy with the per-model-voxel native sums, for many re-thresholdings (the panel's slider).
 
         One pass over the native voxels, ``CHUNK_SLICES`` slices at a time; each chunk's bincounts cover only the
-        model voxels it touches. ``model_index_kji``: int, 1-based model voxel per native voxel (0 outside);
-        ``native_map_kji``: the native anomaly map, same shape.
+        model voxels it touches. ``model_index_kji``: int, native grid (KJI), the 1-based model voxel each native
+        voxel samples (0 outside). Scores are the model-grid values those voxels sample (see the module docstring).
         """
         index = np.asarray(model_index_kji)
-        scores = np.asarray(native_map_kji)
-        if index.shape != scores.shape:
-            raise ValueError(f"model index {index.shape} and native map {scores.shape} differ in shape")
+        model_scores = self.filtered_kji.ravel()
         size = self.filtered_kji.size
         count = np.zeros(size, dtype=np.int64)
         map_sum = np.zeros(size)
@@ -110,7 +109,7 @@ class ThresholdIndex:
             if low < 0 or high >= size:
                 raise ValueError("model index refers to voxels outside the model grid")
             local, span = slot - low, high - low + 1
-            values = scores[k0:k0 + CHUNK_SLICES].ravel()[inside].astype(np.float64)
+            values = model_scores[slot].astype(np.float64)
             count[low:high + 1] += np.bincount(local, minlength=span)
             map_sum[low:high + 1] += np.bincount(local, weights=values, minlength=span)
             np.maximum.at(map_max, slot, values)  # intp slots, float64 values: numpy's fast ufunc.at path
@@ -155,18 +154,21 @@ class ThresholdIndex:
         labels, count = label_regions(mask, self.connectivity)
         return self._measure(labels, count)
 
-    def regions_from_native(self, model_mask: np.ndarray, model_index_kji: np.ndarray,
-                            native_map_kji: np.ndarray) -> list[Region]:
+    def regions_from_native(self, model_mask: np.ndarray, model_index_kji: np.ndarray) -> list[Region]:
         """:meth:`regions` for one mask, aggregated directly over the native voxels inside it (no native sums
-        needed; what ``detect`` uses). Same numbers as :meth:`regions` up to float summation order."""
+        needed; what ``detect`` uses). Same numbers as :meth:`regions` up to float summation order.
+
+        ``model_mask``: bool, model grid (KJI); ``model_index_kji``: native grid (KJI), 1-based model voxel per
+        native voxel (0 outside)."""
         labels, count = label_regions(model_mask, self.connectivity)
         if count == 0:
             return []
         lookup = np.concatenate([[0], labels.ravel()]).astype(np.int32)
-        native_labels = lookup[np.asarray(model_index_kji)].ravel()
+        model_index = np.asarray(model_index_kji).ravel()
+        native_labels = lookup[model_index]
         chosen = np.flatnonzero(native_labels)
         slot = native_labels[chosen].astype(np.intp) - 1
-        values = np.asarray(native_map_kji).ravel()[chosen].astype(np.float64)
+        values = self.filtered_kji.ravel()[model_index[chosen].astype(np.intp) - 1].astype(np.float64)
         peaks = np.full(count, -np.inf)
         np.maximum.at(peaks, slot, values)
         _, rows, cols = np.shape(model_index_kji)
