@@ -291,10 +291,15 @@ class PanelWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onThresholdMoved(self, value: float) -> None:
         """Instant: the overlay threshold, the mL/region readout and the table (model-grid work, milliseconds).
-        The segment follows after a short pause (a native-grid write)."""
+        The segment follows after a short pause (a native-grid write).
+
+        This slot is connected in ``setup()``, before ``connectGui`` binds the slider to ``threshold``, so Qt calls
+        it first: the value is written here, or the readout would show the previous threshold."""
         params = self._parameterNode
         if params is None or params.anomalyMap is None:
             return
+        if params.threshold != value:
+            params.threshold = value
         slicer_bridge.set_overlay_threshold(params.anomalyMap, value)
         self.refreshFindings()
         self.segmentUpdateTimer.start()
