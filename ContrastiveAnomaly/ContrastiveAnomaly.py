@@ -30,6 +30,10 @@ UNSUPPORTED_MESSAGE = (
     "https://download.slicer.org and add the extension there.")
 DOCS_URL = "https://github.com/ContrastiveAnomaly/SlicerContrastiveAnomaly/blob/main/docs/SLICER_MODULE.md"
 DEVICES = ["auto", "cpu", "cuda"]
+# Slicer binds a float to a ctkSliderWidget only when the float is bounded (else connectGui raises and the panel
+# never sets up). Anomaly scores are differences of normalised intensities (brain 1st-99th percentile -> 0-1), far
+# below this bound; the slider's visible range is set from the map's maximum by the panel.
+THRESHOLD_BOUNDS = (0.0, 1000.0)
 
 
 def _(text):
@@ -60,7 +64,7 @@ class ContrastiveAnomaly(ScriptedLoadableModule):
 
 
 if SUPPORTED:
-    from slicer.parameterNodeWrapper import Choice, parameterNodeWrapper
+    from slicer.parameterNodeWrapper import Choice, Maximum, Minimum, parameterNodeWrapper
 
     from contrastive_anomaly.config import CONTRASTS as ENGINE_CONTRASTS
     from ContrastiveAnomalyLib.logic import DetectionLogic
@@ -75,7 +79,8 @@ if SUPPORTED:
 
         Node fields default to ``None``; a field that may hold either node type is a ``Union`` that includes
         ``None``, as Slicer's serializer requires. threshold / calibratedThreshold are in anomaly-map units
-        (normalised-intensity differences, usually below 1 but never clipped). analysedVolume is the volume the
+        (normalised-intensity differences, usually below 1 but never clipped to 1); threshold is bounded because
+        the slider bound to it must be. analysedVolume is the volume the
         shown results belong to (it may differ from the volume now selected as input).
         """
 
@@ -86,7 +91,7 @@ if SUPPORTED:
         modelName: str = ""
         device: Annotated[str, Choice(DEVICES)] = "auto"
         fastMode: bool = False
-        threshold: float = 0.1
+        threshold: Annotated[float, Minimum(THRESHOLD_BOUNDS[0]), Maximum(THRESHOLD_BOUNDS[1])] = 0.1
         calibratedThreshold: float = 0.1
         segmentFilled: bool = False
         analysedVolume: vtkMRMLScalarVolumeNode

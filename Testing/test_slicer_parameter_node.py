@@ -2,7 +2,9 @@
 
 No PyPI package ships ``slicer.parameterNodeWrapper`` (checked: slicer-core 5.12.4.0 and 5.11.0.6), so these rules
 are written from Slicer's source (``Base/Python/slicer/parameterNodeWrapper/serializers.py`` and
-``validators.py``, v5.6 to main) and checked against the real annotations and MRML node classes of slicer-core:
+``validators.py``, v5.6 to main), kept once in ``Testing/fakes/parameter_node.py`` (the wrapper stand-in that the
+widget test runs on obeys the same rules) and checked against the real annotations and MRML node classes of
+slicer-core:
 
 * int/float/str/bool/pathlib types: a non-``None`` default of that type, which passes the field's validators;
 * a single MRML node class: default ``None`` (allowed);
@@ -16,9 +18,7 @@ Values the panel writes (a threshold above 1, each contrast and device) must pas
 from __future__ import annotations
 
 import importlib.util
-import pathlib
 import sys
-import types
 import typing
 from pathlib import Path
 
@@ -33,9 +33,9 @@ sys.path.insert(0, str(REPO / "ContrastiveAnomaly"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fakes import slicer_app  # noqa: E402
+from fakes.parameter_node import can_write, default_of, is_node, serializable, split  # noqa: E402
 
 pytestmark = pytest.mark.slicer_core
-PLAIN_TYPES = (int, float, str, bool, pathlib.Path)
 
 
 @pytest.fixture()
@@ -49,55 +49,6 @@ def parameter_class(monkeypatch, tmp_path):
     return module, module.ContrastiveAnomalyParameterNode
 
 
-def split(annotation):
-    """(base type, validators) of a possibly ``Annotated`` annotation."""
-    if typing.get_origin(annotation) is typing.Annotated:
-        base, *extras = typing.get_args(annotation)
-        return base, extras
-    return annotation, []
-
-
-def is_node(kind) -> bool:
-    return isinstance(kind, type) and issubclass(kind, slicer.vtkMRMLNode)
-
-
-def default_of(kind):
-    """The value Slicer writes on a fresh parameter node when the field has no default."""
-    if typing.get_origin(kind) is typing.Union:
-        members = typing.get_args(kind)
-        if len(members) == 2 and members[1] is type(None):
-            return None
-        return default_of(members[0])
-    return {int: 0, float: 0, str: "", bool: False}.get(kind, pathlib.Path() if kind is pathlib.Path else None)
-
-
-def can_write(kind, validators, value) -> bool:
-    """Whether Slicer's serializer for ``kind`` accepts ``value`` (validators included)."""
-    for validator in validators:
-        choices = getattr(validator, "args", ((),))[0]
-        if type(validator).__name__ == "_Marker" and choices and value not in choices:
-            return False
-    if typing.get_origin(kind) is typing.Union:
-        # a member is chosen by the type of the value: a node member never takes None (only a None member does)
-        return any(value is not None and isinstance(value, member) if is_node(member) else
-                   can_write(member, [], value) for member in typing.get_args(kind))
-    if kind is type(None):
-        return value is None
-    if is_node(kind):
-        return value is None or isinstance(value, kind)
-    if kind in PLAIN_TYPES:
-        return value is not None and isinstance(value, (int, float) if kind is float else kind)
-    return False
-
-
-def serializable(kind) -> bool:
-    if isinstance(kind, types.UnionType):
-        return False
-    if typing.get_origin(kind) is typing.Union:
-        return all(serializable(member) for member in typing.get_args(kind))
-    return kind is type(None) or is_node(kind) or kind in PLAIN_TYPES
-
-
 def test_every_field_follows_the_serializer_rules(parameter_class):
     _, cls = parameter_class
     fields = typing.get_type_hints(cls, include_extras=True)
@@ -105,7 +56,7 @@ def test_every_field_follows_the_serializer_rules(parameter_class):
     for name, annotation in fields.items():
         kind, validators = split(annotation)
         assert serializable(kind), f"{name}: Slicer cannot serialize {kind}"
-        default = getattr(cls, name, default_of(kind))
+        default = cls.allParameters[name].default  # the class default, else what Slicer writes on a fresh node
         assert can_write(kind, validators, default), f"{name}: the default {default!r} cannot be written"
         if typing.get_origin(kind) is typing.Union and any(is_node(m) for m in typing.get_args(kind)):
             assert type(None) in typing.get_args(kind), f"{name}: a Union of node types must include None"
@@ -114,7 +65,7 @@ def test_every_field_follows_the_serializer_rules(parameter_class):
 def test_values_the_panel_writes_pass(parameter_class):
     module, cls = parameter_class
     fields = typing.get_type_hints(cls, include_extras=True)
-    for name, value in (("threshold", 1.7), ("threshold", 0.0), ("calibratedThreshold", 2.5),
+    for name, value in (("threshold", 1.7), ("threshold", 0.0), ("threshold", 25.0), ("calibratedThreshold", 2.5),
                         *(("contrast", c) for c in module.CONTRASTS), *(("device", d) for d in module.DEVICES),
                         ("brainMask", None), ("brainMask", slicer.vtkMRMLLabelMapVolumeNode()),
                         ("brainMask", slicer.vtkMRMLSegmentationNode()), ("segmentFilled", True)):
@@ -123,10 +74,13 @@ def test_values_the_panel_writes_pass(parameter_class):
 
 
 def test_the_rules_catch_the_old_declaration():
-    """The declaration that kept the panel dead, and a bounded threshold, are refused by the same rules."""
+    """The declaration that kept the panel dead, and a threshold bounded at 1, are refused by the same rules."""
+    from fakes.parameter_node import WithinRange
+
     old = typing.Union[slicer.vtkMRMLSegmentationNode, slicer.vtkMRMLLabelMapVolumeNode]  # noqa: UP007
     assert not can_write(old, [], default_of(old))
     assert not serializable(slicer.vtkMRMLSegmentationNode | None)
+    assert not can_write(float, [WithinRange(0.0, 1.0)], 1.7)
 
 
 def test_every_lib_module_imports_without_torch_or_monai(tmp_path):

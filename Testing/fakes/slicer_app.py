@@ -2,7 +2,8 @@
 
 PyPI ``slicer-core`` provides real MRML, ``slicer.util`` and the module logics, but not ``qt``, ``slicer.app``,
 ``slicer.i18n``, ``slicer.parameterNodeWrapper`` or ``slicer.ScriptedLoadableModule``. These fakes reproduce only the
-names that are touched when the module file is imported and when its *logic* runs; the widget is not exercised.
+names that are touched when the module file is imported and when its *logic* runs (the parameter-node wrapper is
+the stand-in of ``parameter_node.py``); the widget is exercised with ``slicer_gui.py`` instead.
 They cannot catch PythonQt, event-loop or parameter-node behaviour: the real self-test covers those in Slicer.
 """
 
@@ -21,13 +22,6 @@ class _Settings:
 
     def setValue(self, key, value):  # noqa: N802 (Qt's name)
         self.store[key] = value
-
-
-class _Marker:
-    """Stands for Choice(...) / WithinRange(...) annotations; keeps its arguments."""
-
-    def __init__(self, *args, **kwargs):
-        self.args, self.kwargs = args, kwargs
 
 
 class _Base:
@@ -52,10 +46,9 @@ def fake_modules(temporary_path: Path) -> dict[str, types.ModuleType]:
     qt.QSettings = _Settings
     i18n = types.ModuleType("slicer.i18n")
     i18n.tr = lambda text: text
-    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
-    wrapper.parameterNodeWrapper = lambda cls: cls
-    wrapper.Choice = _Marker
-    wrapper.WithinRange = _Marker
+    from .parameter_node import make_module as parameter_node_wrapper
+
+    wrapper = parameter_node_wrapper()
     scripted = types.ModuleType("slicer.ScriptedLoadableModule")
     for name in ("ScriptedLoadableModule", "ScriptedLoadableModuleWidget", "ScriptedLoadableModuleLogic",
                  "ScriptedLoadableModuleTest"):
