@@ -70,8 +70,7 @@ def render(scan: Path, result_dir: Path, out: Path, slice_ras: float | None = No
     slicer_bridge.style_anomaly_map(scene, anomaly_map, threshold)
     views = [app.view_manager.create_view(ViewLayoutDefinition.axial_view(name)) for name in ("Red", "Yellow")]
     segmentation = slicer_bridge.create_anomaly_segmentation(scene, volume, "anomalies")
-    index = findings.ResultIndex.load(result_dir / "threshold_index.npz", result_dir / "model_index.nii.gz",
-                                      result_dir / "anomaly_map.nii.gz")
+    index = findings.ResultIndex.load(result_dir / "threshold_index.npz", result_dir / "model_index.nii.gz")
     readout = index.readout(threshold)
     # the engine's voxel order (SimpleITK) can differ from Slicer's for the same file: re-index, as the panel does
     mask = slicer_bridge.in_volume_voxel_order(index.native_mask(threshold), index.native_ijk_to_ras, volume)

@@ -181,7 +181,7 @@ class ThresholdIndex:
         if count == 0:
             return []
         if self.native is None:
-            raise ValueError("this threshold index has no native sums; call with_native(model_index, native_map)")
+            raise ValueError("this threshold index has no native sums; call with_native(model_index)")
         native = self.native
         flat = labels.ravel()
         chosen = np.nonzero(flat)[0]

@@ -1,7 +1,8 @@
 """How the "Anomaly" segment looks and what it means, written once for the engine's ``.seg.nrrd`` and the panel.
 
-* Name and id ``Anomaly``; colour Okabe-Ito vermillion (213, 94, 0), told apart under the common colour-vision
-  deficiencies and unlike the greys of MRI.
+* Name and id ``Anomaly``; colour Okabe-Ito sky blue (86, 180, 233): told apart under the common colour-vision
+  deficiencies, unlike the greys of MRI, and opposite in hue to the heat map it outlines (a red or orange outline
+  would vanish into the map's own colours where the two overlap).
 * Terminology: category "Morphologically Altered Structure" (SNOMED CT 49755003), type "Lesion" (SNOMED CT
   52988006), anatomic region "Brain" (SNOMED CT 12738006). The category/type pair comes from a terminology file that
   ships with the package (``resources/terminology/``, Slicer's segment-context JSON format), because Slicer's built-in
@@ -23,7 +24,7 @@ from .. import __version__
 
 SEGMENT_ID = "Anomaly"
 SEGMENT_NAME = "Anomaly"
-SEGMENT_COLOR_RGB_255 = (213, 94, 0)
+SEGMENT_COLOR_RGB_255 = (86, 180, 233)
 SEGMENT_COLOR_RGB = tuple(channel / 255.0 for channel in SEGMENT_COLOR_RGB_255)
 
 TERMINOLOGY_FILE = Path(__file__).resolve().parents[1] / "resources" / "terminology" / \
