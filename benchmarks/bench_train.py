@@ -102,8 +102,10 @@ def main() -> None:
         results[name] = seconds
     lines = [f"# Training throughput (stage 2), {hardware}, torch {torch.__version__}, "
              f"{torch.get_num_threads()} threads, batch {args.batch}",
-             "", f"Command: `python benchmarks/bench_train.py --presets {' '.join(args.presets)} --repeats "
-             f"{args.repeats} --steps {args.steps} --batch {args.batch}`", "",
+             "", f"Command: `python benchmarks/bench_train.py --presets {' '.join(args.presets)} --variants "
+             f"{' '.join(args.variants)} --repeats {args.repeats} --steps {args.steps} --batch {args.batch}`", "",
+             "Timings on a shared machine scale with its load; the ratio to fp32 within this run is the stable figure.",
+             "",
              "| preset | variant | s/step, median (min-max) | slices/s | speed vs fp32 (same run) |",
              "|---|---|---|---|---|"]
     for name, seconds in results.items():

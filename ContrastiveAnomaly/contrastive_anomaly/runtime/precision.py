@@ -5,7 +5,7 @@ machine's load, so the same scan could be scored in bf16 on one run and fp32 on 
 
 * CUDA: bf16 when ``torch.cuda.is_bf16_supported()`` (Ampere and newer), else fp32;
 * CPU: bf16 when the CPU has native bf16 matrix instructions (the ``amx_bf16`` or ``avx512_bf16`` flag in
-  ``/proc/cpuinfo``), else fp32. Without them PyTorch emulates bf16, which is slower than fp32 (about 14x on the
+  ``/proc/cpuinfo``), else fp32. Without them PyTorch emulates bf16, which is slower than fp32 (about 15x on the
   AVX2-only AMD EPYC the benchmarks ran on; docs/PERFORMANCE.md).
 
 :func:`deterministic_inference` switches off the nondeterministic kernel choices (cuDNN autotuning, atomics-based
