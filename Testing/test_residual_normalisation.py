@@ -7,7 +7,7 @@ import pytest
 
 from contrastive_anomaly.config import PostprocessConfig
 from contrastive_anomaly.errors import CheckpointError, InputError
-from contrastive_anomaly.scoring.normalisation import STATS_FILE, HealthyResidualStats
+from contrastive_anomaly.scoring.normalisation import STATS_FILE, HealthyResidualStats, held_out_normalised
 
 SHAPE = (6, 12, 12)
 
@@ -48,6 +48,23 @@ def test_too_few_subjects_and_grid_mismatch_are_refused():
         stats.normalise(np.zeros((2, 2, 2)))
 
 
+def test_held_out_normalisation_uses_only_the_other_subjects():
+    """Each map is normalised by statistics without its own residual; in-sample statistics would shrink the map
+    (and a threshold calibrated on it would flag more on new scans)."""
+    residuals = [_healthy(seed) for seed in range(4)]
+    masks = [np.ones(SHAPE, np.uint8)] * 4
+    settings = PostprocessConfig(normalisation_smoothing_vox=0.0)
+    held_out = held_out_normalised(residuals, masks, settings)
+    for i, residual in enumerate(residuals):
+        others = HealthyResidualStats.fit(residuals[:i] + residuals[i + 1:], masks[:3], settings)
+        np.testing.assert_array_equal(held_out[i], others.normalise(residual))
+    in_sample = HealthyResidualStats.fit(residuals, masks, settings)
+    assert np.mean([np.quantile(m, 0.99) for m in held_out]) > \
+        np.mean([np.quantile(in_sample.normalise(r), 0.99) for r in residuals])
+    with pytest.raises(InputError, match="at least 3"):
+        held_out_normalised(residuals[:2], masks[:2], settings)
+
+
 def test_save_and_load_round_trip(tmp_path):
     stats = HealthyResidualStats.fit([_healthy(0), _healthy(1)], [np.ones(SHAPE)] * 2, PostprocessConfig())
     stats.save(tmp_path)
@@ -74,6 +91,10 @@ def test_calibrated_folder_holds_verified_statistics(trained_tiny_model, tmp_pat
     detector = load_detector(out, resolve_device("cpu"))
     assert detector.cfg.postprocess.residual_normalisation == "healthy_voxel_stats"
     assert detector.healthy_stats is not None
+    from contrastive_anomaly.storage.checkpoint import load_model_folder
+
+    _, _, meta = load_model_folder(out, expected_kind="diffusion")
+    assert meta["threshold_calibration"].startswith("leave-one-out")  # same three scans for statistics and threshold
     data = bytearray((out / STATS_FILE).read_bytes())
     data[-1] ^= 0xFF
     (out / STATS_FILE).write_bytes(bytes(data))

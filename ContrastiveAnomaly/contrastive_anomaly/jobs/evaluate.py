@@ -29,8 +29,8 @@ from ..scoring.metrics import (
     lesion_detection,
     merge_lesion_detection,
 )
-from ..scoring.normalisation import HealthyResidualStats
-from ..scoring.postprocess import binarize, effective_threshold
+from ..scoring.normalisation import MIN_SUBJECTS, HealthyResidualStats, held_out_normalised
+from ..scoring.postprocess import binarize, effective_threshold, postprocess_residual
 from ..scoring.thresholds import best_dice_threshold, fpr_thresholds
 from ..scoring.volume_score import VolumeScore, score_volume
 
@@ -121,7 +121,9 @@ def export_calibrated_model(source: Path, healthy: list[Subject], destination: P
     Rule B (healthy FPR) by default; rule A (best Dice) when ``labelled`` validation subjects are given. The
     weights are unchanged (optionally stored as fp16); the new folder gets its own checksum manifest.
     ``normalise_on``: healthy subjects whose residuals give the voxel-wise statistics of residual normalisation
-    (stored in the folder and switched on in its config); the threshold is then calibrated on normalised maps.
+    (stored in the folder and switched on in its config); the threshold is then calibrated on normalised maps. When
+    the same healthy subjects (three or more) give both, each one's map is normalised by the others' statistics
+    (:func:`~contrastive_anomaly.scoring.normalisation.held_out_normalised`) and scored only once.
     """
     from ..method.diffusion_model import AnomalyDiffusionModel
     from ..storage.checkpoint import load_model_folder, load_state_strict, save_model
@@ -131,24 +133,39 @@ def export_calibrated_model(source: Path, healthy: list[Subject], destination: P
     load_state_strict(model, state, source)
     detector = Detector.from_model(model, device, cfg=cfg, folder=source)
     stats = None
+    held_out_threshold = None
+    rate = cfg.postprocess.target_fpr if target_fpr is None else target_fpr
     if normalise_on:
         cfg.postprocess.residual_normalisation = "none"
         residuals = [score.residual for score in score_subjects(detector, normalise_on)]
-        stats = HealthyResidualStats.fit(residuals, [s.brain_mask for s in normalise_on], cfg.postprocess)
+        masks = [s.brain_mask for s in normalise_on]
+        stats = HealthyResidualStats.fit(residuals, masks, cfg.postprocess)
+        if not labelled and [s.name for s in healthy] == [s.name for s in normalise_on] and \
+                len(normalise_on) > MIN_SUBJECTS:
+            # the same scans give the statistics and the threshold: each scan's map is normalised by the others'
+            # statistics (leave one out), which also saves scoring them a second time
+            maps = held_out_normalised(residuals, masks, cfg.postprocess)
+            filtered = [postprocess_residual(m, mask, cfg.postprocess)[0] for m, mask in zip(maps, masks, strict=True)]
+            held_out_threshold = fpr_thresholds(filtered, masks, [rate])[rate]
         cfg.postprocess.residual_normalisation = "healthy_voxel_stats"
         detector = dataclasses.replace(Detector.from_model(model, device, cfg=cfg, folder=source),
                                        healthy_stats=stats)
-    if labelled:
+    if held_out_threshold is not None:
+        threshold = held_out_threshold
+        cfg.postprocess.target_fpr = rate
+        cfg.postprocess.threshold_rule = "fpr"
+    elif labelled:
         scores = score_subjects(detector, labelled)
         threshold = best_dice_threshold([s.filtered for s in scores], [s.label for s in labelled], cfg.postprocess)
         cfg.postprocess.threshold_rule = "dice"
     else:
-        if target_fpr is not None:
-            cfg.postprocess.target_fpr = target_fpr
-        threshold = calibrate_fpr_threshold(detector, healthy, cfg.postprocess.target_fpr)
+        cfg.postprocess.target_fpr = rate
+        threshold = calibrate_fpr_threshold(detector, healthy, rate)
         cfg.postprocess.threshold_rule = "fpr"
     cfg.postprocess.threshold = threshold
     meta = dict(meta, calibrated_on=[s.name for s in (labelled or healthy)])
+    if held_out_threshold is not None:
+        meta["threshold_calibration"] = "leave-one-out: each scan normalised by the other scans' statistics"
     if stats is not None:
         meta["normalisation_fitted_on"] = [s.name for s in normalise_on]
         stats.save(Path(destination))  # before the weights: save_model's manifest then covers it

@@ -103,3 +103,22 @@ class HealthyResidualStats:
         tensors = load_file(str(path))
         return cls(mean_kji=tensors["mean_kji"].astype(np.float32), std_kji=tensors["std_kji"].astype(np.float32),
                    reference_std=float(tensors["reference_std"][0]))
+
+
+def held_out_normalised(residuals_kji: Sequence[np.ndarray], brain_masks_kji: Sequence[np.ndarray],
+                        settings: PostprocessConfig) -> list[np.ndarray]:
+    """Each healthy residual normalised by statistics fitted on the **other** subjects (leave one out).
+
+    A threshold calibrated on these maps meets the normalisation as a new scan does; statistics fitted on a scan
+    and then applied to it shrink its own residual and would put the threshold too low. Needs at least
+    ``MIN_SUBJECTS + 1`` subjects. Arrays are float32 KJI on the model grid, residual units.
+    """
+    if len(residuals_kji) < MIN_SUBJECTS + 1:
+        raise InputError(f"held-out normalisation needs at least {MIN_SUBJECTS + 1} healthy subjects")
+    maps = []
+    for held_out, residual in enumerate(residuals_kji):
+        others = [i for i in range(len(residuals_kji)) if i != held_out]
+        stats = HealthyResidualStats.fit([residuals_kji[i] for i in others], [brain_masks_kji[i] for i in others],
+                                         settings)
+        maps.append(stats.normalise(residual))
+    return maps
