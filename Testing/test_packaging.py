@@ -7,6 +7,7 @@ fresh interpreter whose ``sys.path`` starts with that folder (numpy & co. still 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# the built-in registry's default row (read from the file the package ships, not from the code under test)
+DEFAULT_NAME = next(row["name"] for row in json.loads(
+    (REPO / "ContrastiveAnomaly/contrastive_anomaly/resources/models/registry.json").read_text(encoding="utf-8"))
+    ["models"] if row.get("default"))
 SOURCE_PARTS = ("pyproject.toml", "README.md", "ContrastiveAnomaly/contrastive_anomaly")
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", "*.egg-info")
 pytestmark = pytest.mark.slow
@@ -67,7 +72,7 @@ def test_installed_package_finds_the_default_model(source_copy, tmp_path, hook):
     assert (target / "contrastive_anomaly" / "resources" / "models" / "registry.json").is_file()
     env = {**os.environ, "PYTHONPATH": str(target), "CONTRASTIVE_ANOMALY_MODELS": str(tmp_path / "no-user-models")}
     # -I would drop site-packages; -P keeps the working directory off sys.path, so only the install can answer
-    assert run([sys.executable, "-P", "-c", PROBE, str(target)], cwd=tmp_path, env=env).strip() == "t1-compact"
+    assert run([sys.executable, "-P", "-c", PROBE, str(target)], cwd=tmp_path, env=env).strip() == DEFAULT_NAME
 
 
 def test_slicer_extension_layout_finds_the_default_model(tmp_path):
@@ -89,4 +94,4 @@ def test_slicer_extension_layout_finds_the_default_model(tmp_path):
             (installed / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(module_dir / relative, installed / relative)
     env = {**os.environ, "PYTHONPATH": str(installed), "CONTRASTIVE_ANOMALY_MODELS": str(tmp_path / "none")}
-    assert run([sys.executable, "-P", "-c", PROBE, str(installed)], cwd=tmp_path, env=env).strip() == "t1-compact"
+    assert run([sys.executable, "-P", "-c", PROBE, str(installed)], cwd=tmp_path, env=env).strip() == DEFAULT_NAME

@@ -95,6 +95,16 @@ def test_calibrated_folder_holds_verified_statistics(trained_tiny_model, tmp_pat
 
     _, _, meta = load_model_folder(out, expected_kind="diffusion")
     assert meta["threshold_calibration"].startswith("leave-one-out")  # same three scans for statistics and threshold
+    # detect with the normalised model: the summary names the map's units, and a threshold above 1 is accepted
+    from contrastive_anomaly.jobs.detect import DetectRequest, detect
+    from contrastive_anomaly.scoring.normalisation import NORMALISED_MAP_LABEL
+    from engine_fixtures import write_model_grid_image
+
+    scan = write_model_grid_image(small_subjects(1, first_seed=50)[0].image, tmp_path / "scan.nii.gz")
+    summary = detect(DetectRequest(input=scan, out_dir=tmp_path / "detected", model=str(out), threshold=2.5,
+                                   device="cpu"))
+    assert summary["map_label"] == NORMALISED_MAP_LABEL and "healthy" in summary["units"]
+    assert summary["threshold"] == pytest.approx(2.5)
     data = bytearray((out / STATS_FILE).read_bytes())
     data[-1] ^= 0xFF
     (out / STATS_FILE).write_bytes(bytes(data))

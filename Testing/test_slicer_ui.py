@@ -139,7 +139,7 @@ def fill_example_state(panel) -> None:
     """Show what a finished run looks like, with findings computed by the module's own code on the phantom."""
     child(panel, "inputVolumeSelector").addItem("sub-01_T1w")
     child(panel, "brainMaskSelector").addItem("None")
-    child(panel, "modelComboBox").addItem("t1-compact (T1)")
+    child(panel, "modelComboBox").addItem("t1-compact-wholebrain (T1)")
     child(panel, "contrastComboBox").setCurrentText("T1")
     run = widget_state.run_button_state(True, True, running=False)
     child(panel, "runButton").setText(run.text)

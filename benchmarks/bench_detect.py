@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Speed and memory of ``detect`` (docs/PERFORMANCE.md §5), reproducible with one command:
 
-    python benchmarks/bench_detect.py [--repeats 3] [--model t1-compact] [--out benchmarks/results]
+    python benchmarks/bench_detect.py [--repeats 3] [--model t1-compact-wholebrain] [--out benchmarks/results]
 
 Measures, in one run: the machine's GEMM peak (fp32, bf16); the model stage of the ``paper`` config on 50 slices of
 96 x 96 (3 levels, 150 UNet forwards + 50 encoder forwards) as fp32 eager (the baseline) and bf16 autocast,
@@ -198,7 +198,7 @@ def train_throughput(device: torch.device, steps: int = 5, batch: int = 32) -> f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--model", default="t1-compact", help="model folder or registered name")
+    parser.add_argument("--model", default="t1-compact-wholebrain", help="model folder or registered name")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--skip-e2e", action="store_true")
     parser.add_argument("--only-e2e", action="store_true", help="skip the model-stage measurements")

@@ -3,8 +3,8 @@
 For the built-in registry that ships inside the package (users register their own models with
 ``contrastive-anomaly models import``):
 
-    python tools/register_model.py ContrastiveAnomaly/contrastive_anomaly/resources/models/t1-compact \\
-        --name t1-compact --default [--url URL]
+    python tools/register_model.py ContrastiveAnomaly/contrastive_anomaly/resources/models/t1-compact-wholebrain \\
+        --name t1-compact-wholebrain --default [--url URL]
 """
 
 from __future__ import annotations

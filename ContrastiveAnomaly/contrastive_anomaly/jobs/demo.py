@@ -93,7 +93,8 @@ def run_demo(corpus: Path, out_dir: Path, model: str | None = None, kind: str = 
             sitk.GetArrayFromImage(sitk.ReadImage(str(out_dir / OUTPUT_FILES["anomaly_map"]))),
             predicted.astype(np.uint8), truth_kji, out_dir / "overview.png",
             title=f"ROBEX subject (real T1) + synthetic {kind} lesion: Dice {summary['dice']:.2f}",
-            threshold=summary["threshold"], direction=planted.GetDirection(), spacing=planted.GetSpacing())
+            threshold=summary["threshold"], direction=planted.GetDirection(), spacing=planted.GetSpacing(),
+            map_label=summary["map_label"])
     summary["outputs"].update(input=str(scan_path), truth=str(truth_path), overview=str(figure))
     write_json_atomic(summary, out_dir / "demo_summary.json", default=str)
     progress.result(summary["outputs"], **result_fields(summary), dice=summary["dice"])

@@ -38,6 +38,7 @@ from ..preprocess import prepare_file
 from ..runtime.precision import deterministic_inference, precision_name, resolve_device
 from ..runtime.progress import ProgressReporter
 from ..scoring.detector import Detector, load_detector
+from ..scoring.normalisation import map_label, map_units
 from ..scoring.regions import regions_summary
 from ..scoring.volume_score import score_volume
 from ..storage.files import image_from_array, jsonable, staged_outputs, write_image_atomic, write_json_atomic
@@ -164,7 +165,8 @@ def detect(request: DetectRequest, progress: ProgressReporter | None = None,
                      "mismatch": "contrast_mismatch" in progress.warning_codes,
                      "post_contrast_header": "post_contrast" in progress.warning_codes},
         "engine_version": __version__,
-        "units": "anomaly scores are |input - reconstruction| in normalised intensity (brain 1st-99th pct -> 0-1)",
+        "units": map_units(cfg.postprocess.residual_normalisation),
+        "map_label": map_label(cfg.postprocess.residual_normalisation),
     }
     out_dir = Path(request.out_dir)
     reference = prepared.native_reference

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..scoring.normalisation import PLAIN_MAP_LABEL
 from ..storage.files import atomic_write
 from .radiological import label_axial_sides, radiological_kji
 
@@ -26,12 +27,13 @@ def _slice_through(mask_kji: np.ndarray | None, fallback_kji: np.ndarray) -> int
 def overview_figure(image_kji: np.ndarray, reconstruction_kji: np.ndarray, score_kji: np.ndarray,
                     predicted_kji: np.ndarray, truth_kji: np.ndarray | None, path: str | Path, title: str = "",
                     threshold: float | None = None, *, direction: Sequence[float],
-                    spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> Path:
+                    spacing: Sequence[float] = (1.0, 1.0, 1.0), map_label: str = PLAIN_MAP_LABEL) -> Path:
     """Write a one-row PNG for the axial slice that shows the most anomaly (truth if given, else prediction).
 
     All arrays are KJI on one grid whose LPS ``direction`` (9 cosines) and IJK ``spacing`` (mm) are given.
     Panels: input, pseudo-healthy reconstruction (same grey scale), anomaly map (heat scale), and the input with
-    the predicted mask (filled) and the true mask (outline) if known.
+    the predicted mask (filled) and the true mask (outline) if known. ``map_label`` names the map's units
+    (:func:`~contrastive_anomaly.scoring.normalisation.map_label`).
     """
     import matplotlib
 
@@ -57,7 +59,7 @@ def overview_figure(image_kji: np.ndarray, reconstruction_kji: np.ndarray, score
     heat = axes[2].imshow(score_kji[k], cmap="inferno", vmin=0, vmax=max(float(score_kji.max()), 1e-6),
                           aspect=aspect)
     axes[2].set_title("anomaly map" + (f" (threshold {threshold:.3f})" if threshold is not None else ""))
-    figure.colorbar(heat, ax=axes[2], fraction=0.046, label="|input - reconstruction|")
+    figure.colorbar(heat, ax=axes[2], fraction=0.046, label=map_label)
     axes[3].imshow(image_kji[k], cmap="gray", vmin=low, vmax=high, aspect=aspect)
     axes[3].imshow(np.ma.masked_where(predicted_kji[k] == 0, predicted_kji[k]), cmap="autumn", alpha=0.55,
                    vmin=0, vmax=1, aspect=aspect)

@@ -24,6 +24,22 @@ from ..storage.integrity import HEALTHY_STATS_FILE
 
 STATS_FILE = HEALTHY_STATS_FILE
 MIN_SUBJECTS = 2  # a standard deviation needs at least two healthy residuals per voxel
+PLAIN_MAP_LABEL = "|input - reconstruction|"
+NORMALISED_MAP_LABEL = "|input - reconstruction| / healthy spread"
+
+
+def map_label(residual_normalisation: str) -> str:
+    """A short axis or legend label for the anomaly map of a model with this ``residual_normalisation``."""
+    return PLAIN_MAP_LABEL if residual_normalisation == "none" else NORMALISED_MAP_LABEL
+
+
+def map_units(residual_normalisation: str) -> str:
+    """One sentence on what the anomaly map's values mean (``summary.json``'s ``units``)."""
+    plain = "|input - reconstruction| in normalised intensity (brain 1st-99th percentile -> 0-1)"
+    if residual_normalisation == "none":
+        return f"anomaly scores are {plain}"
+    return (f"anomaly scores are {plain}, minus the healthy mean residual at that voxel and scaled by the healthy "
+            "spread there relative to the brain's median spread (unbounded above)")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ def add_benchmark_parser(sub: argparse._SubParsersAction, epilog: str | None = N
                     "subjects only, and reports in-brain AUROC/AUPRC (+ prevalence), Dice by both rules, the floor, "
                     "the ceiling and the healthy false-positive volume for the model and the z-score baseline, plus "
                     "the model's reconstruction diagnostics. Example: contrastive-anomaly benchmark --corpus "
-                    "data/registry --out bench --model models/t1-compact --lesions-per-kind 5")
+                    "data/registry --out bench --model t1-compact-wholebrain --lesions-per-kind 5")
     bench.add_argument("--corpus", type=Path, required=True, help="corpus folder written by 'data fetch'")
     bench.add_argument("--out", type=Path, required=True, help="folder for results.md/csv and diagnostics.json/md")
     bench.add_argument("--model", help="model folder or registered name (default: the default model); it must not "
