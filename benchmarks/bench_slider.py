@@ -141,9 +141,7 @@ def main() -> None:
         results["cases"][kind] = case
         print(kind, json.dumps(case), flush=True)
     head_index = native_index(HEAD_SHAPE)
-    head_map = np.concatenate([[0.0], model_map("clean").ravel()]).astype(np.float32)[head_index]
-    results["head_detect_index_s"] = round(detect_index_cost(model_map("clean"), head_index, head_map,
-                                                             np.eye(4)), 2)
+    results["head_detect_index_s"] = round(detect_index_cost(model_map("clean"), head_index, np.eye(4)), 2)
     print("head", results["head_detect_index_s"], flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "slider.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
