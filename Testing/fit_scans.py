@@ -32,8 +32,10 @@ def write_nifti(path: Path, seed: int, contrast: str = "T1") -> Path:
     return path
 
 
-def write_dicom_series(folder: Path, seed: int, *, patient: str, description: str = "T1 MPRAGE") -> Path:
-    """One axial DICOM series (int16 slices with position, orientation, spacing, PatientID and description)."""
+def write_dicom_series(folder: Path, seed: int, *, patient: str, description: str = "T1 MPRAGE",
+                       extra_tags: tuple[tuple[str, str], ...] = ()) -> Path:
+    """One axial DICOM series (int16 slices with position, orientation, spacing, PatientID, description and any
+    ``extra_tags`` as ``("gggg|eeee", value)``)."""
     folder.mkdir(parents=True, exist_ok=True)
     image = phantom_scan(seed)
     array = sitk.GetArrayFromImage(image)
@@ -53,7 +55,8 @@ def write_dicom_series(folder: Path, seed: int, *, patient: str, description: st
                            ("0020|0013", str(k + 1)), ("0020|0032", "\\".join(f"{v:.4f}" for v in position)),
                            ("0020|0037", orientation),
                            ("0028|0030", f"{SCAN_SPACING_MM[1]:g}\\{SCAN_SPACING_MM[0]:g}"),
-                           ("0018|0050", f"{SCAN_SPACING_MM[2]:g}"), ("0008|0018", f"{series_uid}.{k + 1}")):
+                           ("0018|0050", f"{SCAN_SPACING_MM[2]:g}"), ("0008|0018", f"{series_uid}.{k + 1}"),
+                           *extra_tags):
             plane.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
         writer.Execute(plane)

@@ -59,6 +59,19 @@ def test_plain_descriptions_do_not_warn(description):
     assert check_acquisition(image, preset("tiny"), None) == []
 
 
+@pytest.mark.parametrize(("agent", "codes"), [("GADOVIST 1 mmol/ml", ["post_contrast"]), ("NONE", []), (None, [])])
+def test_dicom_contrast_agent_tag_is_read(tmp_path, agent, codes):
+    """A DICOM series whose Contrast/Bolus Agent (0018,0010) names an agent warns even with a plain description."""
+    from fit_scans import write_dicom_series
+
+    from contrastive_anomaly.storage.dicom import read_dicom_series
+
+    tags = () if agent is None else (("0018|0010", agent),)
+    folder = write_dicom_series(tmp_path / "dicom", 3, patient="P1", description="T1 MPRAGE", extra_tags=tags)
+    image = read_dicom_series(folder)
+    assert _codes(check_acquisition(image, preset("tiny"), None)) == codes
+
+
 def test_nifti_descrip_field_is_read(tmp_path):
     path = tmp_path / "scan.nii"
     sitk.WriteImage(_head(), str(path))

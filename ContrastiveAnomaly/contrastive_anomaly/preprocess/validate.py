@@ -15,11 +15,14 @@ import SimpleITK as sitk
 from ..config import ModelConfig
 from ..errors import InputError
 from ..runtime.events import CodedMessage
+from ..storage.dicom import CONTRAST_AGENT_KEY, SERIES_DESCRIPTION_KEY
 
 MIB = 2**20
 # Header fields that describe the acquisition: NIfTI ``descrip`` (ITK's name), NRRD ``content``, and the DICOM
 # SeriesDescription the DICOM reader stores on the image.
-DESCRIPTION_KEYS = ("descrip", "content", "ContrastiveAnomaly:SeriesDescription")
+DESCRIPTION_KEYS = ("descrip", "content", SERIES_DESCRIPTION_KEY)
+# A DICOM Contrast/Bolus Agent (stored under CONTRAST_AGENT_KEY) other than a stated "none" means an agent was given.
+NO_AGENT_VALUES = frozenset({"", "none", "no", "n/a", "na"})
 # Words that mark a post-contrast (gadolinium-enhanced) acquisition in series descriptions: "post", "post-gad",
 # "gad"/"gado"/"gadolinium", "Gd", "+C"/"C+", "T1c"/"T1ce"/"CE-T1", "contrast", "enhanced".
 _NOT_LETTER_BEFORE, _NOT_LETTER_AFTER = r"(?<![a-z])", r"(?![a-z])"  # "_post" counts, "posterior" does not
@@ -81,7 +84,8 @@ def check_acquisition(image: sitk.Image, cfg: ModelConfig, contrast: str | None)
     """Warnings for a scan the model was not made for: another contrast, or a post-contrast T1 for a T1 model.
 
     ``contrast``: what the user says the scan is (``None`` = not stated). A header description that reads as
-    post-contrast (:data:`POST_CONTRAST_PATTERN`) on a scan scored by a plain T1 model gives a warning.
+    post-contrast (:data:`POST_CONTRAST_PATTERN`), or a DICOM Contrast/Bolus Agent, on a scan scored by a plain T1
+    model gives a warning.
     """
     warnings: list[str] = []
     if contrast is not None and contrast.upper() != cfg.contrast.upper():
@@ -89,6 +93,12 @@ def check_acquisition(image: sitk.Image, cfg: ModelConfig, contrast: str | None)
             f"CONTRAST MISMATCH: the scan is {contrast} but the model was trained on {cfg.contrast} scans; its "
             f"anomaly map on this scan is not meaningful (use a {contrast} model)", "contrast_mismatch"))
     if cfg.contrast.upper() == "T1" and (contrast is None or contrast.upper() == "T1"):
+        agent = image.GetMetaData(CONTRAST_AGENT_KEY).strip() if image.HasMetaDataKey(CONTRAST_AGENT_KEY) else ""
+        if agent.lower() not in NO_AGENT_VALUES:
+            warnings.append(CodedMessage(
+                f"the DICOM header names a contrast agent ({agent[:40]!r}); the model was trained on plain "
+                "(pre-contrast) T1 scans, so enhancing vessels, dura and lesions will be flagged", "post_contrast"))
+            return warnings
         for text in header_descriptions(image):
             if POST_CONTRAST_PATTERN.search(text):
                 warnings.append(CodedMessage(

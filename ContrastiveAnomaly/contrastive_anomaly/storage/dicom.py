@@ -20,6 +20,9 @@ from ..errors import InputError
 SERIES_UID_KEY = "ContrastiveAnomaly:SeriesInstanceUID"
 SERIES_DESCRIPTION_KEY = "ContrastiveAnomaly:SeriesDescription"
 DESCRIPTION_TAG = "0008|103e"
+# Contrast/Bolus Agent (0018,0010): the agent given for this acquisition, empty or absent when none was
+CONTRAST_AGENT_KEY = "ContrastiveAnomaly:ContrastBolusAgent"
+CONTRAST_AGENT_TAG = "0018|0010"
 
 
 @dataclass
@@ -30,6 +33,7 @@ class DicomSeries:
     description: str
     files: tuple[str, ...]
     voxels: int
+    contrast_agent: str = ""
 
 
 def _describe(uid: str, files: tuple[str, ...]) -> DicomSeries:
@@ -40,9 +44,11 @@ def _describe(uid: str, files: tuple[str, ...]) -> DicomSeries:
         size = reader.GetSize()
         per_file = int(size[0]) * int(size[1])
         description = reader.GetMetaData(DESCRIPTION_TAG).strip() if reader.HasMetaDataKey(DESCRIPTION_TAG) else ""
+        agent = reader.GetMetaData(CONTRAST_AGENT_TAG).strip() if reader.HasMetaDataKey(CONTRAST_AGENT_TAG) else ""
     except RuntimeError:
-        per_file, description = 0, ""
-    return DicomSeries(uid=uid, description=description, files=files, voxels=per_file * len(files))
+        per_file, description, agent = 0, "", ""
+    return DicomSeries(uid=uid, description=description, files=files, voxels=per_file * len(files),
+                       contrast_agent=agent)
 
 
 def list_series(folder: str | Path) -> list[DicomSeries]:
@@ -97,4 +103,6 @@ def read_dicom_series(folder: Path, series_uid: str | None = None, *,
             warnings.warn(message, stacklevel=2)
     image.SetMetaData(SERIES_UID_KEY, chosen.uid)
     image.SetMetaData(SERIES_DESCRIPTION_KEY, chosen.description)
+    if chosen.contrast_agent:
+        image.SetMetaData(CONTRAST_AGENT_KEY, chosen.contrast_agent)
     return image
