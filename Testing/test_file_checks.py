@@ -1,4 +1,4 @@
-"""A cut-off NIfTI or NRRD file (gzip or raw) is refused with one line before anything reads it as a scan."""
+"""A cut-off NIfTI, NRRD or MetaImage file (compressed or raw) is refused with one line before anything reads it as a scan."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from contrastive_anomaly.errors import InputError
 from contrastive_anomaly.storage.file_checks import check_complete
 from contrastive_anomaly.storage.files import read_image
 
-SUFFIXES = (".nii.gz", ".nii", ".nrrd", "raw.nrrd")
+SUFFIXES = (".nii.gz", ".nii", ".nrrd", "raw.nrrd", ".mha", "raw.mha")
 
 
 def _write(tmp_path: Path, suffix: str) -> Path:
     rng = np.random.default_rng(0)
     image = sitk.GetImageFromArray(rng.normal(size=(20, 24, 28)).astype(np.float32))
     path = tmp_path / f"scan{suffix}"
-    sitk.WriteImage(image, str(path), useCompression=suffix in (".nii.gz", ".nrrd"))
+    sitk.WriteImage(image, str(path), useCompression=suffix in (".nii.gz", ".nrrd", ".mha"))
     return path
 
 
@@ -68,6 +68,15 @@ def test_a_detached_nrrd_with_a_short_data_file_is_refused(tmp_path):
     (tmp_path / "scan.nhdr").write_bytes(data[:header_end - 1] + b"data file: scan.raw\n\n")
     with pytest.raises(InputError, match="is cut off"):
         check_complete(tmp_path / "scan.nhdr")
+
+
+def test_a_metaimage_with_a_short_detached_data_file_is_refused(tmp_path):
+    path = _write(tmp_path, ".mhd")  # ITK writes scan.mhd and scan.raw
+    check_complete(path)
+    raw = tmp_path / "scan.raw"
+    raw.write_bytes(raw.read_bytes()[:-8])
+    with pytest.raises(InputError, match="is cut off"):
+        check_complete(path)
 
 
 def test_other_files_are_left_to_itk(tmp_path):

@@ -6,12 +6,15 @@ give the data size and compares them with what the file really holds:
 
 * NIfTI-1/-2 (``.nii``, ``.nii.gz``, ``.hdr``/``.img`` pairs): ``vox_offset + prod(dim) * bitpix / 8`` bytes;
 * NRRD (``.nrrd``, ``.nhdr`` with a detached data file): ``prod(sizes) * sizeof(type)`` bytes after the header (and
-  after ``byte skip``), for the ``raw``, ``gzip`` and ``bzip2`` encodings (text encodings are not checked).
+  after ``byte skip``), for the ``raw``, ``gzip`` and ``bzip2`` encodings (text encodings are not checked);
+* MetaImage (``.mha``, ``.mhd`` with one detached data file): ``prod(DimSize) * channels * sizeof(ElementType)``
+  bytes after the header, or ``CompressedDataSize`` bytes of zlib data (ITK refuses a short MetaImage itself, but
+  with "No such file or directory", which sends the user looking for the wrong problem).
 
 A compressed stream must also reach its end-of-stream marker and pass its CRC. The headers are parsed here, by hand,
 because ITK exposes neither the declared data size nor stream completeness, and the parse is ~40 lines of fixed
-offsets (NIfTI-1: nifti1.h; NIfTI-2: nifti2.h; NRRD: teem's file format definition). Other formats (MHA, DICOM)
-are left to ITK.
+offsets (NIfTI-1: nifti1.h; NIfTI-2: nifti2.h; NRRD: teem's file format definition; MetaImage: ITK's MetaIO
+documentation). Other formats (DICOM) are left to ITK.
 """
 
 from __future__ import annotations
@@ -175,9 +178,54 @@ def _check_nrrd(path: Path) -> None:
         _require(target, _stream_length(target, opener, start) - max(skip, 0), needed, "the data")
 
 
+# -------------------------------------------------------------------------------------------------- MetaImage
+META_TYPE_BYTES = {"MET_CHAR": 1, "MET_UCHAR": 1, "MET_SHORT": 2, "MET_USHORT": 2, "MET_INT": 4, "MET_UINT": 4,
+                   "MET_LONG": 4, "MET_ULONG": 4, "MET_LONG_LONG": 8, "MET_ULONG_LONG": 8, "MET_FLOAT": 4,
+                   "MET_DOUBLE": 8}
+META_HEADER_LINES = 100  # a MetaImage header is a few dozen "Key = value" lines ending with ElementDataFile
+
+
+def _meta_header(path: Path) -> tuple[dict[str, str], int]:
+    """The MetaImage header fields and the byte offset after the ``ElementDataFile`` line (where LOCAL data start)."""
+    fields: dict[str, str] = {}
+    with open(path, "rb") as handle:
+        for _ in range(META_HEADER_LINES):
+            line = handle.readline()
+            if not line:
+                break
+            key, _, value = line.decode("latin-1").partition("=")
+            fields[key.strip()] = value.strip()
+            if key.strip() == "ElementDataFile":
+                break
+        return fields, handle.tell()
+
+
+def _check_meta(path: Path) -> None:
+    fields, data_start = _meta_header(path)
+    element = META_TYPE_BYTES.get(fields.get("ElementType", ""))
+    data_file = fields.get("ElementDataFile")
+    if element is None or not data_file or "DimSize" not in fields:
+        return
+    needed = math.prod(int(size) for size in fields["DimSize"].split()) * element
+    needed *= int(fields.get("ElementNumberOfChannels", "1") or 1)
+    target, start = path, data_start
+    if data_file != "LOCAL":
+        if data_file.startswith("LIST") or "%" in data_file:
+            return  # multi-file data: left to ITK
+        target, start = path.parent / data_file, 0
+        if not target.is_file():
+            raise InputError(f"{path.name}: its data file {data_file} is missing")
+    available = target.stat().st_size - start
+    if fields.get("CompressedData", "False").lower() == "true":
+        if "CompressedDataSize" in fields:
+            _require(target, available, int(fields["CompressedDataSize"]), "the compressed data")
+        return
+    _require(target, available, needed, "the data")
+
+
 def check_complete(path: str | Path) -> None:
-    """Raise :class:`InputError` (one line) if a NIfTI or NRRD file holds less data than its header declares or its
-    compressed stream is cut off or damaged. Other files and folders pass unchecked."""
+    """Raise :class:`InputError` (one line) if a NIfTI, NRRD or MetaImage file holds less data than its header
+    declares or its compressed stream is cut off or damaged. Other files and folders pass unchecked."""
     path = Path(path)
     if not path.is_file():
         return
@@ -186,3 +234,5 @@ def check_complete(path: str | Path) -> None:
         _check_nifti(path, compressed=name.endswith(".gz"))
     elif name.endswith((".nrrd", ".nhdr")):
         _check_nrrd(path)
+    elif name.endswith((".mha", ".mhd")):
+        _check_meta(path)
