@@ -1,4 +1,4 @@
-"""A cut-off NIfTI, NRRD or MetaImage file (compressed or raw) is refused with one line before anything reads it as a scan."""
+"""A cut-off NIfTI, NRRD or MetaImage file (compressed or raw) is refused with one line before it is read as a scan."""
 
 from __future__ import annotations
 

@@ -72,6 +72,11 @@ def test_contrast_mismatch_warns_and_progress_reports_stages(t1_run):
     assert [s for s in STAGES if s in stages] == STAGES
     assert set(prepared.timings_s) == set(STAGES) and all(v >= 0 for v in prepared.timings_s.values())
     assert any(e["event"] == "warning" and e["code"] == "contrast_mismatch" for e in events)
+    # registration reports while the optimiser iterates, not only at its end
+    registration = [e for e in events if e["event"] == "progress" and e["stage"] == "registration"]
+    done = [e["done"] for e in registration]
+    assert registration[0]["total"] > 1 and len(set(done)) >= 3
+    assert done == sorted(done) and done[-1] == registration[0]["total"]
 
 
 def test_qc_numbers_are_plausible(t1_run):

@@ -8,7 +8,7 @@ registration to ICBM152 2009a -> QC -> percentile normalisation -> resampling to
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +23,9 @@ from ..runtime.progress import ProgressReporter
 from ..storage.files import read_image
 from . import intensity, native_space, quality, registration, templates, validate
 from .brain_extraction import extract_brain
+
+# One progress event per this many registration iterations (a few hundred per scan: one each would flood the stream).
+REGISTRATION_REPORT_EVERY = 10
 
 
 @dataclass
@@ -57,11 +60,25 @@ class PreparedVolume:
 
 
 @contextmanager
-def _stage(progress: ProgressReporter, timings: dict[str, float], name: str) -> Iterator[None]:
+def _stage(progress: ProgressReporter, timings: dict[str, float], name: str, total: int = 1) -> Iterator[None]:
     start = time.perf_counter()
-    with progress.stage(name):
+    with progress.stage(name, total=total):
         yield
     timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+
+
+def _iteration_counter(progress: ProgressReporter, planned: int) -> Callable[[], None]:
+    """A callback for the optimiser's iteration event that advances the current stage every
+    ``REGISTRATION_REPORT_EVERY`` iterations (levels may stop before their cap; the stage's end completes it)."""
+    count = 0
+
+    def on_iteration() -> None:
+        nonlocal count
+        count += 1
+        if count % REGISTRATION_REPORT_EVERY == 0:
+            progress.advance(min(count, planned))
+
+    return on_iteration
 
 
 def _mask_on_grid(mask: sitk.Image, reference: sitk.Image) -> sitk.Image:
@@ -143,13 +160,16 @@ def prepare_volume(image: sitk.Image, cfg: ModelConfig, brain_mask: sitk.Image |
             crop = intensity.n4_correct(crop, crop_mask, cfg.intensity)
         crop = intensity.curvature_flow(crop, cfg.intensity)
 
-    with _stage(progress, timings, "registration"):
+    coarse_similarity = head_to_scan is None
+    planned = registration.planned_iterations(pp, coarse_similarity=coarse_similarity)
+    with _stage(progress, timings, "registration", total=planned):
         model_t1, model_mask = templates.model_template()
         brain_only = sitk.Mask(crop, crop_mask)
         moving = registration.working_copy(brain_only, pp.registration_spacing_mm)
         initial = head_to_scan if head_to_scan is not None else registration.initial_alignment(model_t1, moving)
         model_to_scan = registration.register_affine(model_t1, moving, initial, pp,
-                                                     coarse_similarity=head_to_scan is None)
+                                                     coarse_similarity=coarse_similarity,
+                                                     on_iteration=_iteration_counter(progress, planned))
         qc = quality.assess(model_t1, model_mask, moving, crop_mask, model_to_scan, pp)
         qc["brain_extraction_metric"] = head_metric
         warnings += quality.raise_or_warn(qc, pp)

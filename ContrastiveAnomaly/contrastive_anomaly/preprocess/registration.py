@@ -7,7 +7,7 @@ grid uses the transform as is; carrying template data onto the scan grid uses it
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np
@@ -61,7 +61,10 @@ def _method(cfg: PreprocessConfig, levels: slice, iterations: int | None = None)
     return method
 
 
-def _execute(method: sitk.ImageRegistrationMethod, fixed: sitk.Image, moving: sitk.Image) -> sitk.Transform:
+def _execute(method: sitk.ImageRegistrationMethod, fixed: sitk.Image, moving: sitk.Image,
+             on_iteration: Callable[[], None] | None = None) -> sitk.Transform:
+    if on_iteration is not None:
+        method.AddCommand(sitk.sitkIterationEvent, on_iteration)
     try:
         with _registration_threads():
             return method.Execute(fixed, moving)
@@ -93,12 +96,25 @@ def initial_alignment(fixed: sitk.Image, moving: sitk.Image) -> sitk.AffineTrans
     return as_affine(initial)
 
 
+def planned_iterations(cfg: PreprocessConfig, *, coarse_similarity: bool = True, similarity_only: bool = False) -> int:
+    """The most optimiser iterations :func:`register_affine` can run (each level stops at its cap or earlier)."""
+    n_levels = len(cfg.shrink_factors)
+    coarse = slice(0, max(n_levels - 1, 1))
+    fine = slice(1 if n_levels > 1 else 0, n_levels)
+    total = len(cfg.shrink_factors[coarse]) * max(cfg.iterations[coarse]) if coarse_similarity else 0
+    if not similarity_only:
+        total += len(cfg.shrink_factors[fine]) * max(cfg.iterations[fine])
+    return total
+
+
 def register_affine(fixed: sitk.Image, moving: sitk.Image, initial: sitk.AffineTransform, cfg: PreprocessConfig,
                     fixed_mask: sitk.Image | None = None, coarse_similarity: bool = True,
-                    similarity_only: bool = False) -> sitk.AffineTransform:
+                    similarity_only: bool = False, *,
+                    on_iteration: Callable[[], None] | None = None) -> sitk.AffineTransform:
     """Similarity (coarse levels) then affine (fine levels), Mattes MI. Returns template -> scan (LPS mm).
 
     ``coarse_similarity=False`` skips the similarity stage; ``similarity_only=True`` stops after it.
+    ``on_iteration`` is called after every optimiser iteration (at most :func:`planned_iterations` times).
     """
     n_levels = len(cfg.shrink_factors)
     transform = sitk.AffineTransform(initial)
@@ -111,7 +127,7 @@ def register_affine(fixed: sitk.Image, moving: sitk.Image, initial: sitk.AffineT
             method.SetMetricFixedMask(fixed_mask)
         method.SetInitialTransform(similarity, inPlace=True)
         method.SetMovingInitialTransform(sitk.AffineTransform(3))
-        _execute(method, fixed, moving)
+        _execute(method, fixed, moving, on_iteration)
         transform = as_affine(similarity)
         if similarity_only:
             return transform
@@ -119,7 +135,7 @@ def register_affine(fixed: sitk.Image, moving: sitk.Image, initial: sitk.AffineT
     if fixed_mask is not None:
         method.SetMetricFixedMask(fixed_mask)
     method.SetInitialTransform(transform, inPlace=True)
-    _execute(method, fixed, moving)
+    _execute(method, fixed, moving, on_iteration)
     return transform
 
 
