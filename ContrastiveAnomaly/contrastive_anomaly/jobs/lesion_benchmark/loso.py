@@ -61,8 +61,6 @@ DEFAULT_KINDS = ("tumour", "stroke", "ms")
 COPY_KINDS = ("stroke", "ms", "control_intensity")  # no mass effect: the clean image is the subject's own scan
 CORE_SUFFIX = "_core"
 MODEL_METHOD, NORMALISED_METHOD, ZSCORE_METHOD = "model", "model_normalised", "zscore"
-# the normalised method needs this many real brains per statistic, plus the two a nested fold leaves out
-MIN_NORMALISATION_SUBJECTS = NORMALISATION_MIN_SUBJECTS
 METHODS = (MODEL_METHOD, NORMALISED_METHOD, ZSCORE_METHOD)
 
 
@@ -318,7 +316,7 @@ def run_loso(request: LosoRequest, progress: ProgressReporter | None = None) -> 
     # a threshold is calibrated on)
     normalised = _NormalisedMaps({s.name: (healthy_residual[s.name], s.brain_mask) for s in real}, postprocess)
     maps = _method_maps(zscore, normalised, healthy_filtered, healthy_residual)
-    if len(real) < MIN_NORMALISATION_SUBJECTS + 2:  # a nested fold leaves out two real subjects
+    if len(real) < NORMALISATION_MIN_SUBJECTS + 2:  # a nested fold leaves out two real subjects
         del maps[NORMALISED_METHOD]
 
     rows: list[dict[str, Any]] = []
