@@ -96,11 +96,16 @@ def initial_alignment(fixed: sitk.Image, moving: sitk.Image) -> sitk.AffineTrans
     return as_affine(initial)
 
 
+def _level_slices(cfg: PreprocessConfig) -> tuple[slice, slice]:
+    """The pyramid levels of the similarity stage (all but the finest) and of the affine stage (all but the
+    coarsest); a one-level pyramid uses its level for both."""
+    n_levels = len(cfg.shrink_factors)
+    return slice(0, max(n_levels - 1, 1)), slice(1 if n_levels > 1 else 0, n_levels)
+
+
 def planned_iterations(cfg: PreprocessConfig, *, coarse_similarity: bool = True, similarity_only: bool = False) -> int:
     """The most optimiser iterations :func:`register_affine` can run (each level stops at its cap or earlier)."""
-    n_levels = len(cfg.shrink_factors)
-    coarse = slice(0, max(n_levels - 1, 1))
-    fine = slice(1 if n_levels > 1 else 0, n_levels)
+    coarse, fine = _level_slices(cfg)
     total = len(cfg.shrink_factors[coarse]) * max(cfg.iterations[coarse]) if coarse_similarity else 0
     if not similarity_only:
         total += len(cfg.shrink_factors[fine]) * max(cfg.iterations[fine])
@@ -116,13 +121,13 @@ def register_affine(fixed: sitk.Image, moving: sitk.Image, initial: sitk.AffineT
     ``coarse_similarity=False`` skips the similarity stage; ``similarity_only=True`` stops after it.
     ``on_iteration`` is called after every optimiser iteration (at most :func:`planned_iterations` times).
     """
-    n_levels = len(cfg.shrink_factors)
+    coarse, fine = _level_slices(cfg)
     transform = sitk.AffineTransform(initial)
     if coarse_similarity:
         similarity = sitk.Similarity3DTransform()
         similarity.SetCenter(initial.GetCenter())
         similarity.SetTranslation(initial.GetTranslation())
-        method = _method(cfg, slice(0, max(n_levels - 1, 1)))
+        method = _method(cfg, coarse)
         if fixed_mask is not None:
             method.SetMetricFixedMask(fixed_mask)
         method.SetInitialTransform(similarity, inPlace=True)
@@ -131,7 +136,7 @@ def register_affine(fixed: sitk.Image, moving: sitk.Image, initial: sitk.AffineT
         transform = as_affine(similarity)
         if similarity_only:
             return transform
-    method = _method(cfg, slice(1 if n_levels > 1 else 0, n_levels))
+    method = _method(cfg, fine)
     if fixed_mask is not None:
         method.SetMetricFixedMask(fixed_mask)
     method.SetInitialTransform(transform, inPlace=True)

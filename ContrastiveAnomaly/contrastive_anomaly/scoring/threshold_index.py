@@ -92,11 +92,8 @@ class ThresholdIndex:
         voxel samples (0 outside). Scores are the model-grid values those voxels sample (see the module docstring).
         """
         index = np.asarray(model_index_kji)
-        model_scores = self.filtered_kji.ravel()
         size = self.filtered_kji.size
         count = np.zeros(size, dtype=np.int64)
-        map_sum = np.zeros(size)
-        map_max = np.full(size, -np.inf)
         ijk_sum = np.zeros((size, 3))
         _, rows, cols = index.shape
         for k0 in range(0, index.shape[0], CHUNK_SLICES):
@@ -109,13 +106,14 @@ class ThresholdIndex:
             if low < 0 or high >= size:
                 raise ValueError("model index refers to voxels outside the model grid")
             local, span = slot - low, high - low + 1
-            values = model_scores[slot].astype(np.float64)
             count[low:high + 1] += np.bincount(local, minlength=span)
-            map_sum[low:high + 1] += np.bincount(local, weights=values, minlength=span)
-            np.maximum.at(map_max, slot, values)  # intp slots, float64 values: numpy's fast ufunc.at path
             plane = rows * cols
             for axis, coordinate in enumerate((inside % cols, (inside // cols) % rows, inside // plane + k0)):
                 ijk_sum[low:high + 1, axis] += np.bincount(local, weights=coordinate, minlength=span)
+        # every native voxel of model voxel m scores filtered[m], so the map's sum and peak follow from the count
+        scores = self.filtered_kji.ravel().astype(np.float64)
+        map_sum = count * scores
+        map_max = np.where(count > 0, scores, -np.inf)
         return dataclasses.replace(self, native=NativeSums(count, map_sum, map_max, ijk_sum))
 
     @property
