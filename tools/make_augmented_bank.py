@@ -48,7 +48,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     settings = {"augmentation": dataclasses.asdict(BANK_AUGMENTATION), "seed": args.seed,
                 "train_subjects": sorted(volumes), "per_subject": args.per_subject, "val_copies": args.val_copies}
-    write_json_atomic(settings, args.out / "bank.json", indent=2)
+    write_json_atomic(settings, args.out / "bank.json")
     started = time.perf_counter()
     for role, copies, offset in (("train", args.per_subject, 0), ("val", args.val_copies, VALIDATION_SEED_OFFSET)):
         for subject_index, (name, (image, mask)) in enumerate(sorted(volumes.items())):
