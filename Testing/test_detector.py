@@ -34,8 +34,9 @@ def test_fast_mode_is_the_middle_of_the_model_levels():
 def test_overrides_change_a_copy_only(detector):
     before = copy.deepcopy(detector.cfg)
     model_cfg_before = copy.deepcopy(detector.model.cfg)
-    changed = detector.with_overrides(seed=99, precision="fp32", threshold=0.37, fast=True)
+    changed = detector.with_overrides(seed=99, precision="fp32", threshold=0.37, fast=True, noise_seeds=3)
     assert changed.cfg.inference.seed == 99 and changed.cfg.inference.precision == "fp32"
+    assert changed.cfg.inference.noise_seeds == 3 and before.inference.noise_seeds == 1
     assert changed.cfg.postprocess.threshold == pytest.approx(0.37)
     assert changed.cfg.inference.timestep_indices == fast_levels(before.inference.timestep_indices)
     assert changed.dtype == torch.float32 and changed.model is detector.model
@@ -70,9 +71,11 @@ def test_request_overrides_do_not_leak_into_the_next_scan(trained_tiny_model, tm
     override = (calibrated + 1.0) / 2  # inside the plain map's (0, 1) and never the calibrated value
     scan = write_model_grid_image(small_subjects(1, first_seed=50)[0].image, tmp_path / "scan.nii.gz")
     first = detect(DetectRequest(input=scan, out_dir=tmp_path / "a", threshold=override, seed=5,
-                                 fast=True, precision="fp32"), ProgressReporter("none"), detector=shared)
+                                 fast=True, precision="fp32", noise_seeds=2), ProgressReporter("none"),
+                   detector=shared)
     second = detect(DetectRequest(input=scan, out_dir=tmp_path / "b"), ProgressReporter("none"), detector=shared)
     assert first["threshold"] == pytest.approx(override) and first["inference"]["seed"] == 5
+    assert first["inference"]["noise_seeds"] == 2 and second["inference"]["noise_seeds"] == 1
     assert second["threshold"] == pytest.approx(calibrated)
     assert second["inference"]["seed"] == shared.cfg.inference.seed != 5
     assert shared.cfg == loaded_cfg

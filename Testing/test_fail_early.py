@@ -50,6 +50,10 @@ def test_detect_refuses_bad_requests_before_importing_torch(scan, tmp_path, trai
          "neither a folder"),
         (["detect", str(scan), "--out", str(tmp_path / "o"), "--model", model, "--seed", "-3"], 2, "--seed"),
         (["detect", str(scan), "--out", str(tmp_path / "o"), "--model", model, "--device", "tpu"], 2, "--device"),
+        (["detect", str(scan), "--out", str(tmp_path / "o"), "--model", model, "--noise-seeds", "0"], 2,
+         "--noise-seeds 0 must be"),
+        (["detect", str(scan), "--out", str(tmp_path / "o"), "--model", model, "--noise-seeds", "9"], 2,
+         "--noise-seeds 9 must be"),
     ]
     for args, code, message in cases:
         outcome, stderr = _run(args)

@@ -39,6 +39,20 @@ def test_same_seed_same_result_and_other_seed_differs(model_and_subject):
     assert not np.allclose(first, other)
 
 
+def test_noise_seeds_average_the_draws_of_consecutive_seeds(model_and_subject):
+    """noise_seeds=N is the mean of N one-draw reconstructions with seeds seed .. seed+N-1 (at equal level count)."""
+    model, cfg, subject = model_and_subject
+    cfg.inference.seed = 3
+    single = [run(model, cfg, subject).reconstruction]
+    cfg.inference.seed = 4
+    single.append(run(model, cfg, subject).reconstruction)
+    cfg.inference.seed, cfg.inference.noise_seeds = 3, 2
+    averaged = run(model, cfg, subject).reconstruction
+    cfg.inference.seed, cfg.inference.noise_seeds = 0, 1
+    assert not np.allclose(single[0], single[1])
+    np.testing.assert_allclose(averaged, (single[0] + single[1]) / 2, atol=1e-5)
+
+
 def test_batch_size_does_not_change_the_result(model_and_subject):
     model, cfg, subject = model_and_subject
     big = run(model, cfg, subject)

@@ -132,6 +132,7 @@ def test_outputs_are_written_together(tmp_path):
     from contrastive_anomaly.jobs.lesion_benchmark.loso import LosoRequest, _means_over_folds, write_outputs
 
     cfg = small_config()
+    cfg.inference.noise_seeds = 2
     rows = [{"method": m, "fold": f, "lesion_kind": "stroke", "test_cases": 1, "auroc": 0.7, "auprc": 0.2,
              "prevalence": 0.04, "dice_rule_a": 0.3, "dice_rule_b": 0.2, "floor": 0.08, "lesion_ml": 12.0,
              "ceiling": float("nan"), "healthy_fp_ml_rule_a": 3.0, "healthy_fp_ml_rule_b": 1.0,
@@ -151,6 +152,7 @@ def test_outputs_are_written_together(tmp_path):
     assert sorted(outputs) == ["diagnostics.json", "diagnostics.md", "results.csv", "results.md"]
     text = (tmp_path / "out/results.md").read_text(encoding="utf-8")
     assert "in-brain AUPRC" in text and "| model | 0.700 | 0.200 | 0.040 |" in text
+    assert "2 noise draw(s) per level" in text
     assert "5.0%" in (tmp_path / "out/diagnostics.md").read_text(encoding="utf-8")
 
 
@@ -172,7 +174,7 @@ def test_run_loso_end_to_end_on_phantoms(trained_tiny_model, tmp_path, monkeypat
     monkeypatch.setattr(loso, "_load_subjects", lambda request, cfg: (templates, real, {}))
     request = loso.LosoRequest(corpus=tmp_path, out_dir=tmp_path / "bench", model=trained_tiny_model,
                                kinds=("stroke",), lesions_per_kind=1, device="cpu", precision="fp32",
-                               diagnostic_templates=1, command="pytest")
+                               noise_seeds=2, diagnostic_templates=1, command="pytest")
     outputs = loso.run_loso(request)
     assert set(outputs) == {"results.csv", "results.md", "diagnostics.json", "diagnostics.md"}
     with open(outputs["results.csv"], encoding="utf-8") as handle:
@@ -185,3 +187,4 @@ def test_run_loso_end_to_end_on_phantoms(trained_tiny_model, tmp_path, monkeypat
         assert 0.0 <= float(row["auroc"]) <= 1.0 and 0.0 <= float(row["dice_rule_a"]) <= 1.0
     diagnostics = json.loads((tmp_path / "bench" / "diagnostics.json").read_text(encoding="utf-8"))
     assert diagnostics["timing"]["healthy_volumes"] == 1 + len(real)
+    assert diagnostics["timing"]["noise_seeds"] == 2

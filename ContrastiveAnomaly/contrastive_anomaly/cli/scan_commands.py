@@ -39,6 +39,9 @@ def add_scan_parsers(sub: argparse._SubParsersAction, epilog: str, add_common: A
                      help="compute precision; auto = bf16 on GPUs and CPUs with native bf16 (AMX/AVX-512-BF16), "
                           "else fp32")
     det.add_argument("--seed", type=int, help="noise seed (default: the model's); same seed, same map")
+    det.add_argument("--noise-seeds", type=int,
+                     help="average this many noise draws (seeds SEED, SEED+1, ...; default: the model's, 1 = the "
+                          "method); each draw costs one more model stage")
     det.add_argument("--on-model-grid", action="store_true",
                      help="input is already skull-stripped and on the model grid: skip registration")
     add_common(det)
@@ -83,12 +86,14 @@ def coverage_line(scored: dict) -> str:
 
 def run_detect(args: argparse.Namespace, progress: ProgressReporter) -> int:
     check_detect_request(input=args.input, out_dir=args.out, model=args.model, brain_mask=args.brain_mask,
-                         threshold=args.threshold, seed=args.seed, device=args.device, series_uid=args.series)
+                         threshold=args.threshold, seed=args.seed, device=args.device, series_uid=args.series,
+                         noise_seeds=args.noise_seeds)
     from ..jobs.detect import DetectRequest, detect
 
     request = DetectRequest(input=args.input, out_dir=args.out, model=args.model, brain_mask=args.brain_mask,
                             contrast=args.contrast, device=args.device, threshold=args.threshold, fast=args.fast,
                             series_uid=args.series, seed=args.seed, precision=args.precision,
+                            noise_seeds=args.noise_seeds,
                             on_model_grid=True if args.on_model_grid else None)
     summary = detect(request, progress)
     if args.progress != "jsonl":

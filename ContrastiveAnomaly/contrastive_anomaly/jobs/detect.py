@@ -82,6 +82,7 @@ class DetectRequest:
     seed: int | None = None
     precision: str | None = None
     on_model_grid: bool | None = None
+    noise_seeds: int | None = None
 
 
 def _is_on_model_grid(path: Path, shape_ijk: tuple[int, int, int]) -> bool:
@@ -111,7 +112,8 @@ def detect(request: DetectRequest, progress: ProgressReporter | None = None,
     check_detect_request(input=Path(request.input), out_dir=Path(request.out_dir),
                          model=request.model if detector is None else str(detector.folder or ""),
                          brain_mask=request.brain_mask, threshold=request.threshold, seed=request.seed,
-                         device=request.device, series_uid=request.series_uid, check_model=detector is None)
+                         device=request.device, series_uid=request.series_uid, check_model=detector is None,
+                         noise_seeds=request.noise_seeds)
     progress.plan(DETECT_STAGE_SECONDS)
     if detector is None:
         with progress.stage("load_model"):
@@ -123,7 +125,7 @@ def detect(request: DetectRequest, progress: ProgressReporter | None = None,
         map_range = range_for_normalisation(detector.cfg.postprocess.residual_normalisation)
         check_threshold(request.threshold, valid=map_range)
     detector = detector.with_overrides(seed=request.seed, precision=request.precision, threshold=request.threshold,
-                                       fast=request.fast)
+                                       fast=request.fast, noise_seeds=request.noise_seeds)
     cfg = detector.cfg
     on_grid = request.on_model_grid
     if on_grid is None:
@@ -156,6 +158,7 @@ def detect(request: DetectRequest, progress: ProgressReporter | None = None,
                   "training_data": cfg.training_data},
         "inference": {"device": str(detector.device), "dtype": scored.dtype, "batch_size": scored.batch_size,
                       "slices": scored.processed_slices, "seed": cfg.inference.seed,
+                      "noise_seeds": cfg.inference.noise_seeds,
                       "precision": precision, "precision_requested": cfg.inference.precision,
                       "threads": torch.get_num_threads()},
         "qc": jsonable(prepared.qc),

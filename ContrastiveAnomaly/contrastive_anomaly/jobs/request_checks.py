@@ -24,6 +24,9 @@ THRESHOLD_RANGE = (0.0, 1.0)
 NORMALISED_THRESHOLD_RANGE = (0.0, math.inf)
 # numpy's default_rng, which draws the inference noise, takes any non-negative integer; 2**63 keeps it an int64.
 SEED_RANGE = (0, 2**63 - 1)
+# Noise draws averaged per level (InferenceConfig.noise_seeds): each costs one more model stage, so more than this
+# many would turn a minutes-long run into an hour for a variance that has long stopped shrinking.
+NOISE_SEEDS_RANGE = (1, 8)
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|gpu|cuda(:\d+)?)$")
 
 
@@ -65,6 +68,12 @@ def check_threshold(threshold: float | None, *, valid: tuple[float, float] = THR
 def check_seed(seed: int | None) -> None:
     if seed is not None and not SEED_RANGE[0] <= int(seed) <= SEED_RANGE[1]:
         raise UsageError(f"--seed {seed} must be a whole number from 0 to {SEED_RANGE[1]}")
+
+
+def check_noise_seeds(noise_seeds: int | None) -> None:
+    if noise_seeds is not None and not NOISE_SEEDS_RANGE[0] <= int(noise_seeds) <= NOISE_SEEDS_RANGE[1]:
+        raise UsageError(f"--noise-seeds {noise_seeds} must be a whole number from {NOISE_SEEDS_RANGE[0]} to "
+                         f"{NOISE_SEEDS_RANGE[1]} (each draw costs one more model stage)")
 
 
 def check_device(name: str) -> None:
@@ -124,11 +133,13 @@ def resolve_model_folder(name_or_path: str | None) -> Path:
 
 def check_detect_request(*, input: Path, out_dir: Path, model: str | None, brain_mask: Path | None = None,
                          threshold: float | None = None, seed: int | None = None, device: str = "auto",
-                         series_uid: str | None = None, check_model: bool = True) -> Path | None:
+                         series_uid: str | None = None, check_model: bool = True,
+                         noise_seeds: int | None = None) -> Path | None:
     """All of ``detect``'s checks that need no model loaded, cheapest first. Returns the resolved model folder
     (``None`` with ``check_model=False``, when the caller already holds a loaded model)."""
     check_threshold(threshold, valid=NORMALISED_THRESHOLD_RANGE)  # the model-specific upper bound comes below
     check_seed(seed)
+    check_noise_seeds(noise_seeds)
     check_device(device)
     if series_uid is not None and Path(input).is_file():
         raise UsageError("--series applies to a DICOM folder, but the input is a file")

@@ -62,12 +62,13 @@ class Detector:
 
     def with_overrides(self, *, seed: int | None = None, precision: Precision | None = None,
                        threshold: float | None = None, fast: bool = False,
-                       residual_normalisation: str | None = None) -> Detector:
+                       residual_normalisation: str | None = None, noise_seeds: int | None = None) -> Detector:
         """A Detector for one request: the same network, a fresh config copy with the given settings changed.
 
         ``threshold`` is in residual (normalised-intensity) units and replaces the calibrated one; ``fast`` keeps
         only :func:`fast_levels` of the model's inference levels; ``residual_normalisation="none"`` scores the plain
-        residual of a model calibrated with normalisation. ``self`` is never modified.
+        residual of a model calibrated with normalisation; ``noise_seeds`` averages that many noise draws (each one
+        more model stage; the calibration was made with the model's own setting). ``self`` is never modified.
         """
         cfg = copy.deepcopy(self.cfg)  # nothing below may touch self.cfg, not even a nested object
         if seed is not None:
@@ -80,6 +81,8 @@ class Detector:
             cfg.postprocess.threshold = float(threshold)
         if residual_normalisation is not None:
             cfg.postprocess.residual_normalisation = residual_normalisation
+        if noise_seeds is not None:
+            cfg.inference.noise_seeds = int(noise_seeds)
         dtype = self.dtype if precision is None else resolve_precision(precision, self.device)
         return dataclasses.replace(self, cfg=cfg, dtype=dtype)
 

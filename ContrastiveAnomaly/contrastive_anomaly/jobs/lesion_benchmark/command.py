@@ -36,6 +36,8 @@ def add_benchmark_parser(sub: argparse._SubParsersAction, epilog: str | None = N
     bench.add_argument("--diagnostic-templates", type=int, default=1,
                        help="training templates the model scores for the healthy-error diagnostic (default 1)")
     bench.add_argument("--precision", choices=("auto", "bf16", "fp32"), help="override the model's precision")
+    bench.add_argument("--noise-seeds", type=int,
+                       help="override the model's noise draws averaged per level (1 = the method)")
     bench.add_argument("--progress", choices=("bar", "jsonl", "none"), default="bar", help="progress display")
     bench.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     return bench
@@ -45,6 +47,7 @@ def run_benchmark_command(args: argparse.Namespace, progress: ProgressReporter) 
     """Body of ``contrastive-anomaly benchmark``; returns the exit code."""
     from ...data.lesions import LESION_KINDS
     from ...errors import InputError
+    from ..request_checks import check_noise_seeds
     from .loso import LosoRequest, run_loso
 
     kinds = tuple(k.strip() for k in args.kinds.split(",") if k.strip())
@@ -53,9 +56,11 @@ def run_benchmark_command(args: argparse.Namespace, progress: ProgressReporter) 
         raise InputError(f"unknown lesion kinds {unknown}; choose from {','.join(LESION_KINDS)}")
     if args.lesions_per_kind < 1 or args.copy_cases < 0:
         raise InputError("--lesions-per-kind must be at least 1 and --copy-cases at least 0")
+    check_noise_seeds(args.noise_seeds)
     subjects = tuple(s.strip() for s in args.subjects.split(",")) if args.subjects else None
     request = LosoRequest(corpus=args.corpus, out_dir=args.out, model=args.model, kinds=kinds, subjects=subjects,
                           lesions_per_kind=args.lesions_per_kind, device=args.device, precision=args.precision,
+                          noise_seeds=args.noise_seeds,
                           copy_cases_per_kind=args.copy_cases, diagnostic_templates=args.diagnostic_templates,
                           command="contrastive-anomaly " + shlex.join(sys.argv[1:]))
     outputs = run_loso(request, progress)

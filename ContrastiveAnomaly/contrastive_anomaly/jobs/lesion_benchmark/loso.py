@@ -77,6 +77,7 @@ class LosoRequest:
     settings: BenchmarkConfig = field(default_factory=BenchmarkConfig)
     device: str = "auto"
     precision: str | None = None
+    noise_seeds: int | None = None  # None: the model's own setting
     copy_cases_per_kind: int = 1
     diagnostic_templates: int = 1  # templates the model scores for the fit diagnostics (the z-score uses all)
     command: str = ""
@@ -275,8 +276,8 @@ def run_loso(request: LosoRequest, progress: ProgressReporter | None = None) -> 
         raise InputError("--lesions-per-kind must be at least 1")
     started = time.perf_counter()
     detector = load_detector(request.model, resolve_device(request.device))
-    if request.precision:
-        detector = detector.with_overrides(precision=request.precision)
+    if request.precision or request.noise_seeds:
+        detector = detector.with_overrides(precision=request.precision or None, noise_seeds=request.noise_seeds)
     # the "model" rows are the method itself; normalisation is measured separately with per-fold statistics
     detector = detector.with_overrides(residual_normalisation="none")
     cfg, postprocess, settings = detector.cfg, detector.cfg.postprocess, request.settings
@@ -331,7 +332,8 @@ def run_loso(request: LosoRequest, progress: ProgressReporter | None = None) -> 
     diagnostics["timing"] = {"total_s": time.perf_counter() - started, "model_s": model_seconds,
                              "healthy_volumes": volumes_scored, "lesion_cases": len(cases),
                              "lesion_slices_reconstructed": slices_run, "slices_per_volume": int(cfg.grid.shape[2]),
-                             "precision": str(detector.dtype).replace("torch.", "")}
+                             "precision": str(detector.dtype).replace("torch.", ""),
+                             "noise_seeds": cfg.inference.noise_seeds}
     return write_outputs(rows, means, diagnostics, request, detector, real, templates)
 
 

@@ -55,7 +55,7 @@ def write_markdown(means: list[dict[str, Any]], rows: list[dict[str, Any]], path
              f"Command: `{request.command}`", "",
              f"* model: `{detector.folder}` (grid {list(detector.cfg.grid.shape)} IJK at "
              f"{detector.cfg.grid.spacing_mm:g} mm, levels {list(detector.cfg.inference.timestep_indices)}, "
-             f"{timing['precision']})",
+             f"{detector.cfg.inference.noise_seeds} noise draw(s) per level, {timing['precision']})",
              f"* real subjects (each held out once): {[s.name for s in real]}; templates (z-score statistics): "
              f"{[s.name for s in templates]}",
              f"* {request.lesions_per_kind} lesions of each kind per subject ({timing['lesion_cases']} cases); "
