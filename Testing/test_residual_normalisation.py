@@ -86,7 +86,8 @@ def test_calibrated_folder_holds_verified_statistics(trained_tiny_model, tmp_pat
         write_subject(subject, tmp_path / "healthy")
     out = tmp_path / "normalised"
     assert main(["calibrate", "--model", str(trained_tiny_model), "--healthy", str(tmp_path / "healthy"),
-                 "--normalise-on", str(tmp_path / "healthy"), "--out", str(out), "--progress", "none"]) == 0
+                 "--normalise-on", str(tmp_path / "healthy"), "--out", str(out), "--progress", "none",
+                 "--precision", "bf16"]) == 0
     assert STATS_FILE in read_manifest(out)
     detector = load_detector(out, resolve_device("cpu"))
     assert detector.cfg.postprocess.residual_normalisation == "healthy_voxel_stats"
@@ -95,6 +96,10 @@ def test_calibrated_folder_holds_verified_statistics(trained_tiny_model, tmp_pat
 
     _, _, meta = load_model_folder(out, expected_kind="diffusion")
     assert meta["threshold_calibration"].startswith("leave-one-out")  # same three scans for statistics and threshold
+    # the maps were computed in the requested precision; the model keeps its own setting for users
+    source_cfg, _, _ = load_model_folder(trained_tiny_model, expected_kind="diffusion")
+    assert meta["calibration_precision"] == "bf16"
+    assert detector.cfg.inference.precision == source_cfg.inference.precision
     # detect with the normalised model: the summary names the map's units, and a threshold above 1 is accepted
     from contrastive_anomaly.jobs.detect import DetectRequest, detect
     from contrastive_anomaly.scoring.normalisation import NORMALISED_MAP_LABEL

@@ -185,7 +185,8 @@ def run_calibrate(args: argparse.Namespace, progress: ProgressReporter) -> int:
             resolve_model(args.model), read_volume_folder(args.healthy) if args.healthy else [], args.out,
             resolve_device(args.device), target_fpr=args.target_fpr,
             labelled=read_volume_folder(args.labelled) if args.labelled else None, half=args.half,
-            normalise_on=read_volume_folder(args.normalise_on) if args.normalise_on else None)
+            normalise_on=read_volume_folder(args.normalise_on) if args.normalise_on else None,
+            precision=args.precision)
     if args.progress != "jsonl":
         print(f"threshold {threshold:.5f}; calibrated model written to {folder}")
     progress.result({"model": str(folder)}, threshold=threshold)

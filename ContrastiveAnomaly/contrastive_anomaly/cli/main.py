@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--labelled", type=Path, help="labelled validation subjects (rule A)")
     cal.add_argument("--target-fpr", type=float, help="rule B false-positive rate (default: the config's)")
     cal.add_argument("--half", action="store_true", help="store the weights as fp16 (half the size)")
+    cal.add_argument("--precision", choices=("auto", "bf16", "fp32"),
+                     help="precision of the calibration maps (default: the model's, resolved on this machine); the "
+                          "model keeps its own setting")
     cal.add_argument("--normalise-on", type=Path, metavar="DIR",
                      help="healthy subjects whose residuals give voxel-wise statistics to normalise the anomaly map "
                           "by (beyond the paper); the threshold is then calibrated on normalised maps")

@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import PostprocessConfig
+from ..config import PostprocessConfig, Precision
 from ..data.volumes import Subject
+from ..runtime.precision import precision_name
 from ..runtime.progress import ProgressReporter
 from ..scoring.brain_metrics import in_brain_ranking, whole_brain_floor
 from ..scoring.detector import Detector
@@ -115,7 +116,8 @@ def evaluate_model(detector: Detector, test: list[Subject], *, labelled_val: lis
 
 def export_calibrated_model(source: Path, healthy: list[Subject], destination: Path, device: torch.device,
                             target_fpr: float | None = None, labelled: list[Subject] | None = None,
-                            half: bool = False, normalise_on: list[Subject] | None = None) -> tuple[Path, float]:
+                            half: bool = False, normalise_on: list[Subject] | None = None,
+                            precision: Precision | None = None) -> tuple[Path, float]:
     """Copy a stage-2 model folder to ``destination`` with a calibrated threshold in its config.
 
     Rule B (healthy FPR) by default; rule A (best Dice) when ``labelled`` validation subjects are given. The
@@ -124,6 +126,8 @@ def export_calibrated_model(source: Path, healthy: list[Subject], destination: P
     (stored in the folder and switched on in its config); the threshold is then calibrated on normalised maps. When
     the same healthy subjects (three or more) give both, each one's map is normalised by the others' statistics
     (:func:`~contrastive_anomaly.scoring.normalisation.held_out_normalised`) and scored only once.
+    ``precision`` computes the calibration maps in that precision (``None``: the model's own, resolved on this
+    machine); the written config keeps the model's setting, and the one used is recorded in the metadata.
     """
     from ..method.diffusion_model import AnomalyDiffusionModel
     from ..storage.checkpoint import load_model_folder, load_state_strict, save_model
@@ -131,7 +135,7 @@ def export_calibrated_model(source: Path, healthy: list[Subject], destination: P
     cfg, state, meta = load_model_folder(source, expected_kind="diffusion")
     model = AnomalyDiffusionModel(cfg)
     load_state_strict(model, state, source)
-    detector = Detector.from_model(model, device, cfg=cfg, folder=source)
+    detector = Detector.from_model(model, device, cfg=cfg, folder=source).with_overrides(precision=precision)
     stats = None
     held_out_threshold = None
     rate = cfg.postprocess.target_fpr if target_fpr is None else target_fpr
@@ -148,8 +152,9 @@ def export_calibrated_model(source: Path, healthy: list[Subject], destination: P
             filtered = [postprocess_residual(m, mask, cfg.postprocess)[0] for m, mask in zip(maps, masks, strict=True)]
             held_out_threshold = fpr_thresholds(filtered, masks, [rate])[rate]
         cfg.postprocess.residual_normalisation = "healthy_voxel_stats"
-        detector = dataclasses.replace(Detector.from_model(model, device, cfg=cfg, folder=source),
-                                       healthy_stats=stats)
+        detector = dataclasses.replace(
+            Detector.from_model(model, device, cfg=cfg, folder=source).with_overrides(precision=precision),
+            healthy_stats=stats)
     if held_out_threshold is not None:
         threshold = held_out_threshold
         cfg.postprocess.target_fpr = rate
@@ -163,7 +168,8 @@ def export_calibrated_model(source: Path, healthy: list[Subject], destination: P
         threshold = calibrate_fpr_threshold(detector, healthy, rate)
         cfg.postprocess.threshold_rule = "fpr"
     cfg.postprocess.threshold = threshold
-    meta = dict(meta, calibrated_on=[s.name for s in (labelled or healthy)])
+    meta = dict(meta, calibrated_on=[s.name for s in (labelled or healthy)],
+                calibration_precision=precision_name(detector.dtype))
     if held_out_threshold is not None:
         meta["threshold_calibration"] = "leave-one-out: each scan normalised by the other scans' statistics"
     if stats is not None:
