@@ -22,12 +22,13 @@ def main() -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--default", action="store_true", help="make this the model detect uses by default")
     parser.add_argument("--url", help="download URL for models too large to commit (users fetch them themselves)")
-    parser.add_argument("--description", default="")
+    parser.add_argument("--description", help="one line for 'models list' (default: keep the row's current one)")
     args = parser.parse_args()
     verify_model_folder(args.folder)
     cfg, checkpoint = read_model_config(args.folder)
     registry_path = args.folder.parent / "registry.json"
     registry = json.loads(registry_path.read_text(encoding="utf-8")) if registry_path.is_file() else {"models": []}
+    previous = next((m for m in registry["models"] if m["name"] == args.name), {})
     entry = {
         "name": args.name,
         "path": args.folder.name,
@@ -38,7 +39,7 @@ def main() -> None:
         "sha256": sha256_of(args.folder / WEIGHTS_FILE),
         "threshold": cfg.postprocess.threshold,
         "trained_steps": checkpoint.get("step"),
-        "description": args.description,
+        "description": args.description if args.description is not None else previous.get("description", ""),
         "default": args.default,
     }
     if args.url:
