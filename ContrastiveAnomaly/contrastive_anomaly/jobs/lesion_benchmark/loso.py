@@ -276,10 +276,9 @@ def run_loso(request: LosoRequest, progress: ProgressReporter | None = None) -> 
         raise InputError("--lesions-per-kind must be at least 1")
     started = time.perf_counter()
     detector = load_detector(request.model, resolve_device(request.device))
-    if request.precision or request.noise_seeds:
-        detector = detector.with_overrides(precision=request.precision or None, noise_seeds=request.noise_seeds)
     # the "model" rows are the method itself; normalisation is measured separately with per-fold statistics
-    detector = detector.with_overrides(residual_normalisation="none")
+    detector = detector.with_overrides(precision=request.precision or None, noise_seeds=request.noise_seeds,
+                                       residual_normalisation="none")
     cfg, postprocess, settings = detector.cfg, detector.cfg.postprocess, request.settings
     with progress.stage("subjects"):
         templates, real, tissue = _load_subjects(request, cfg)
