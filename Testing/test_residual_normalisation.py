@@ -87,7 +87,7 @@ def test_calibrated_folder_holds_verified_statistics(trained_tiny_model, tmp_pat
     out = tmp_path / "normalised"
     assert main(["calibrate", "--model", str(trained_tiny_model), "--healthy", str(tmp_path / "healthy"),
                  "--normalise-on", str(tmp_path / "healthy"), "--out", str(out), "--progress", "none",
-                 "--precision", "bf16"]) == 0
+                 "--precision", "bf16", "--noise-seeds", "2"]) == 0
     assert STATS_FILE in read_manifest(out)
     detector = load_detector(out, resolve_device("cpu"))
     assert detector.cfg.postprocess.residual_normalisation == "healthy_voxel_stats"
@@ -100,6 +100,7 @@ def test_calibrated_folder_holds_verified_statistics(trained_tiny_model, tmp_pat
     source_cfg, _, _ = load_model_folder(trained_tiny_model, expected_kind="diffusion")
     assert meta["calibration_precision"] == "bf16"
     assert detector.cfg.inference.precision == source_cfg.inference.precision
+    assert detector.cfg.inference.noise_seeds == 2 and source_cfg.inference.noise_seeds == 1
     # detect with the normalised model: the summary names the map's units, and a threshold above 1 is accepted
     from contrastive_anomaly.jobs.detect import DetectRequest, detect
     from contrastive_anomaly.scoring.normalisation import NORMALISED_MAP_LABEL

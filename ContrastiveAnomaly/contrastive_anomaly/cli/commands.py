@@ -175,18 +175,20 @@ def run_evaluate(args: argparse.Namespace, progress: ProgressReporter) -> int:
 def run_calibrate(args: argparse.Namespace, progress: ProgressReporter) -> int:
     from ..data.volumes import read_volume_folder
     from ..jobs.evaluate import export_calibrated_model
+    from ..jobs.request_checks import check_noise_seeds
     from ..runtime.precision import resolve_device
     from ..storage.registry import resolve_model
 
     if args.healthy is None and args.labelled is None:
         raise UsageError("give --healthy FOLDER (rule B: fixed FPR) or --labelled FOLDER (rule A: best Dice)")
+    check_noise_seeds(args.noise_seeds)
     with progress.stage("calibrate"):
         folder, threshold = export_calibrated_model(
             resolve_model(args.model), read_volume_folder(args.healthy) if args.healthy else [], args.out,
             resolve_device(args.device), target_fpr=args.target_fpr,
             labelled=read_volume_folder(args.labelled) if args.labelled else None, half=args.half,
             normalise_on=read_volume_folder(args.normalise_on) if args.normalise_on else None,
-            precision=args.precision)
+            precision=args.precision, noise_seeds=args.noise_seeds)
     if args.progress != "jsonl":
         print(f"threshold {threshold:.5f}; calibrated model written to {folder}")
     progress.result({"model": str(folder)}, threshold=threshold)

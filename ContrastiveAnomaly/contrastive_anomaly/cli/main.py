@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--precision", choices=("auto", "bf16", "fp32"),
                      help="precision of the calibration maps (default: the model's, resolved on this machine); the "
                           "model keeps its own setting")
+    cal.add_argument("--noise-seeds", type=int,
+                     help="noise draws averaged per level, written into the calibrated model (default: the model's)")
     cal.add_argument("--normalise-on", type=Path, metavar="DIR",
                      help="healthy subjects whose residuals give voxel-wise statistics to normalise the anomaly map "
                           "by (beyond the paper); the threshold is then calibrated on normalised maps")

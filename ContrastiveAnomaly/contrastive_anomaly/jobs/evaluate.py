@@ -117,7 +117,8 @@ def evaluate_model(detector: Detector, test: list[Subject], *, labelled_val: lis
 def export_calibrated_model(source: Path, healthy: list[Subject], destination: Path, device: torch.device,
                             target_fpr: float | None = None, labelled: list[Subject] | None = None,
                             half: bool = False, normalise_on: list[Subject] | None = None,
-                            precision: Precision | None = None) -> tuple[Path, float]:
+                            precision: Precision | None = None, noise_seeds: int | None = None
+                            ) -> tuple[Path, float]:
     """Copy a stage-2 model folder to ``destination`` with a calibrated threshold in its config.
 
     Rule B (healthy FPR) by default; rule A (best Dice) when ``labelled`` validation subjects are given. The
@@ -128,6 +129,8 @@ def export_calibrated_model(source: Path, healthy: list[Subject], destination: P
     (:func:`~contrastive_anomaly.scoring.normalisation.held_out_normalised`) and scored only once.
     ``precision`` computes the calibration maps in that precision (``None``: the model's own, resolved on this
     machine); the written config keeps the model's setting, and the one used is recorded in the metadata.
+    ``noise_seeds`` sets the noise draws averaged per level in the written config, and the calibration maps use it
+    (the statistics and the threshold belong to the map the model will produce).
     """
     from ..method.diffusion_model import AnomalyDiffusionModel
     from ..storage.checkpoint import load_model_folder, load_state_strict, save_model
@@ -135,6 +138,8 @@ def export_calibrated_model(source: Path, healthy: list[Subject], destination: P
     cfg, state, meta = load_model_folder(source, expected_kind="diffusion")
     model = AnomalyDiffusionModel(cfg)
     load_state_strict(model, state, source)
+    if noise_seeds is not None:
+        cfg.inference.noise_seeds = int(noise_seeds)
     detector = Detector.from_model(model, device, cfg=cfg, folder=source).with_overrides(precision=precision)
     stats = None
     held_out_threshold = None
