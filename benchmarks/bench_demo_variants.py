@@ -6,18 +6,16 @@
 
 For each number of noise draws per level, the script runs ``demo`` (the ROBEX brain with the tumour-like lesion of
 seed 7) and ``detect`` on the same brain without a lesion, both through the whole clinical path, and reads the Dice,
-the flagged volume (mL) and the model stage's seconds from their summaries. ``--thresholds`` adds a sweep: the Dice
-and the healthy volume at other thresholds, read from each run's threshold index (no re-run). The variant is applied
-to a copy of the model folder whose config says it (the checksum manifest is rewritten for the copy), so the runs
-go through exactly the code users run. The statistics and threshold of the model stay those it was calibrated with:
-a variant the model was not calibrated for is compared at a threshold that was not fitted to it.
+the flagged volume (mL) and the model stage's seconds from their summaries. The variant is passed as detect's
+per-request overrides (``--noise-seeds``, ``--precision``), so the runs go through exactly the code users run.
+``--thresholds`` adds a sweep: the Dice and the healthy volume at other thresholds, read from each run's threshold
+index (no re-run). The statistics and threshold of the model stay those it was calibrated with: a variant the model
+was not calibrated for is compared at a threshold that was not fitted to it.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -31,21 +29,9 @@ from contrastive_anomaly.runtime.precision import cpu_description
 from contrastive_anomaly.scoring.metrics import dice
 from contrastive_anomaly.scoring.threshold_index import ThresholdIndex, native_mask
 from contrastive_anomaly.storage.files import write_json_atomic, write_text_atomic
-from contrastive_anomaly.storage.integrity import CHECKSUM_FILE, CONFIG_FILE, read_manifest, sha256_of
 from contrastive_anomaly.storage.registry import resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def variant_folder(model: Path, dest: Path, *, noise_seeds: int, precision: str) -> Path:
-    """A copy of ``model`` whose config asks for ``noise_seeds`` draws and ``precision``, with its own manifest."""
-    shutil.copytree(model, dest)
-    config = json.loads((dest / CONFIG_FILE).read_text(encoding="utf-8"))
-    config["inference"].update(noise_seeds=noise_seeds, precision=precision)
-    (dest / CONFIG_FILE).write_text(json.dumps(config, indent=2), encoding="utf-8")
-    names = read_manifest(dest)
-    (dest / CHECKSUM_FILE).write_text("".join(f"{sha256_of(dest / n)}  {n}\n" for n in names), encoding="utf-8")
-    return dest
 
 
 def sweep(run_dir: Path, thresholds: list[float], truth=None) -> dict[float, float]:
@@ -61,12 +47,12 @@ def sweep(run_dir: Path, thresholds: list[float], truth=None) -> dict[float, flo
 
 def run_variant(corpus: Path, model: Path, work: Path, noise_seeds: int, precision: str,
                 thresholds: list[float]) -> dict[str, Any]:
-    folder = variant_folder(model, work / f"model-{noise_seeds}", noise_seeds=noise_seeds, precision=precision)
-    demo = run_demo(corpus, work / f"demo-{noise_seeds}", model=str(folder), device="cpu")
+    demo = run_demo(corpus, work / f"demo-{noise_seeds}", model=str(model), device="cpu", precision=precision,
+                    noise_seeds=noise_seeds)
     scan, _ = demo_scan(corpus)
     sitk.WriteImage(scan, str(work / "healthy.nii.gz"))
     healthy = detect(DetectRequest(input=work / "healthy.nii.gz", out_dir=work / f"healthy-{noise_seeds}",
-                                   model=str(folder), device="cpu"))
+                                   model=str(model), device="cpu", precision=precision, noise_seeds=noise_seeds))
     truth = sitk.GetArrayFromImage(sitk.ReadImage(demo["synthetic_lesion"]["mask"])) > 0
     return {"noise_seeds": noise_seeds, "threshold": demo["threshold"], "demo_dice": demo["dice"],
             "healthy_ml": healthy["total_volume_ml"], "model_s_demo": demo["timings_s"]["model"],

@@ -70,8 +70,11 @@ def plant_in_native_space(scan: sitk.Image, brain: sitk.Image, kind: str, seed: 
 
 
 def run_demo(corpus: Path, out_dir: Path, model: str | None = None, kind: str = "tumour", seed: int = 7,
-             device: str = "auto", progress: ProgressReporter | None = None) -> dict[str, Any]:
-    """Plant, detect, measure, draw. Returns the detect summary plus ``dice`` and the extra output paths."""
+             device: str = "auto", progress: ProgressReporter | None = None, *, precision: str | None = None,
+             noise_seeds: int | None = None) -> dict[str, Any]:
+    """Plant, detect, measure, draw. Returns the detect summary plus ``dice`` and the extra output paths.
+
+    ``precision`` and ``noise_seeds`` are detect's per-request overrides (``None``: the model's own)."""
     progress = progress or ProgressReporter("none")
     out_dir = Path(out_dir)
     scan, brain = demo_scan(corpus, progress)
@@ -80,8 +83,8 @@ def run_demo(corpus: Path, out_dir: Path, model: str | None = None, kind: str = 
         scan_path = write_image_atomic(planted, out_dir / "input_with_synthetic_lesion.nii.gz")
         truth_path = write_image_atomic(image_from_array(truth_kji, scan), out_dir / "synthetic_lesion_mask.nii.gz")
         write_json_atomic(params, out_dir / "synthetic_lesion.json", default=str)
-    summary = detect(DetectRequest(input=scan_path, out_dir=out_dir, model=model, device=device, contrast="T1"),
-                     progress, report_result=False)
+    summary = detect(DetectRequest(input=scan_path, out_dir=out_dir, model=model, device=device, contrast="T1",
+                                   precision=precision, noise_seeds=noise_seeds), progress, report_result=False)
     predicted = sitk.GetArrayFromImage(sitk.ReadImage(str(out_dir / OUTPUT_FILES["mask"]))) > 0
     summary["dice"] = dice(predicted, truth_kji > 0)
     summary["synthetic_lesion"] = {"kind": kind, "seed": seed, "mask": str(truth_path),
